@@ -1,0 +1,54 @@
+# Every CI job (GitLab and Forgejo alike) calls one of these targets, so the forges cannot drift.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.synced
+
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: help setup run test test-unit lint format lock system-deps bench clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync -q --python $(BIN)/python requirements-dev.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+setup: $(STAMP) ## create .venv from the hashed lock (idempotent)
+
+run: setup ## run the whole example pipeline on embedded defaults
+	$(BIN)/dvc repro
+	@$(BIN)/mlops where
+
+test: setup system-deps ## run every test; integration tests are required
+	$(BIN)/pytest
+
+test-unit: setup ## only the tests that need no external server
+	$(BIN)/pytest -m "not integration"
+
+lint: setup ## black --check, flake8, mypy --strict on src/ and service/
+	$(BIN)/black --check src service tests bench
+	$(BIN)/flake8 src service tests bench
+	$(BIN)/mypy
+
+format: setup ## apply black
+	$(BIN)/black src service tests bench
+
+lock: ## re-pin requirements after editing pyproject.toml or service/requirements.in
+	uv pip compile -q pyproject.toml --python-version 3.11 --generate-hashes -o requirements.lock
+	uv pip compile -q pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements-dev.lock
+	uv pip compile -q service/requirements.in --python-version 3.11 --generate-hashes -o service/requirements.lock
+
+system-deps: ## install the servers the integration tests use (apt, as root; no-op when present)
+	@bash .ci/install-system
+
+clean: ## remove pipeline outputs (not the venv)
+	rm -rf data models eval reports .local
+
+# --- area targets (service, registry, slurm) go below this line ---

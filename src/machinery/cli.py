@@ -1,0 +1,34 @@
+"""``mlops``: the single entry point CI and the Makefile call.
+
+Each area registers its own Typer sub-app here; jobs on both forges call the same commands.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from machinery.report.cli import report
+from machinery.where import where
+
+app = typer.Typer(
+    name="mlops",
+    help="Template machinery: report, Slurm offload, model registry, PR comment, GitOps bump.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+
+@app.callback()
+def _root() -> None:
+    """Keeps ``mlops`` a command group even while only one command is registered."""
+
+
+# Sub-apps (one line each, alphabetical).
+app.command("report")(report)
+app.command("where")(where)
+
+
+def main() -> None:
+    app()

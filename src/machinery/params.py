@@ -1,0 +1,42 @@
+"""Read one section of ``params.yaml`` into a typed model, with errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from machinery.errors import UserError
+
+M = TypeVar("M", bound=BaseModel)
+
+PARAMS_FILE = Path("params.yaml")
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UserError(f"{path}: not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of sections at the top level")
+    return data
+
+
+def load_section(section: str, model: type[M], path: Path = PARAMS_FILE) -> M:
+    """Validate ``path``'s ``section`` against ``model``; a bad key is one line naming it."""
+    data = load_yaml(path)
+    if section not in data:
+        raise UserError(f"{path}: missing section '{section}'")
+    try:
+        return model.model_validate(data[section] or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join([section, *(str(p) for p in first["loc"])])
+        raise UserError(f"{path}: {key}: {first['msg']}") from None

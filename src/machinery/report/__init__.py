@@ -1,0 +1,1 @@
+"""The pipeline report: ``reports/report.md`` (for the PR comment) and a self-contained HTML."""

@@ -1,0 +1,89 @@
+"""Everything the report shows, read from the files the stages wrote (never from their code)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from machinery.errors import UserError
+from machinery.modelcard import CARD_FILENAME, ModelCard, read_card
+
+# Jobs shorter than this are cheaper on an ordinary CI runner than on a cluster.
+SHORT_JOB_SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    path: Path
+
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.path.read_bytes()).decode()
+
+
+@dataclass(frozen=True)
+class SlurmJob:
+    """One offloaded stage's ``reports/slurm/<stage>.json``."""
+
+    stage: str
+    record: dict[str, Any]
+
+    @property
+    def short(self) -> bool:
+        seconds = self.record.get("run_seconds")
+        transport = self.record.get("transport", "none")
+        return transport != "none" and isinstance(seconds, (int, float)) and seconds < SHORT_JOB_SECONDS
+
+    def rows(self) -> list[tuple[str, str]]:
+        return [(key, _fmt(value)) for key, value in self.record.items() if _scalar(value)]
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    metrics: dict[str, Any]
+    card: ModelCard
+    per_class: list[dict[str, Any]]
+    images: list[Image]
+    slurm: list[SlurmJob] = field(default_factory=list)
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise UserError(f"{path}: not found (run the stage that writes it first)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON (line {exc.lineno})") from None
+
+
+def load_inputs(eval_dir: Path, model_dir: Path, slurm_dir: Path) -> ReportInputs:
+    metrics = _read_json(eval_dir / "metrics.json")
+    per_class_path = eval_dir / "plots" / "per_class.json"
+    per_class = _read_json(per_class_path) if per_class_path.is_file() else []
+    images_dir = eval_dir / "plots" / "images"
+    images = [Image(p.stem.replace("_", " "), p) for p in sorted(images_dir.glob("*.png"))]
+    slurm = [
+        SlurmJob(p.stem, _read_json(p)) for p in sorted(slurm_dir.glob("*.json")) if p.is_file()
+    ]
+    return ReportInputs(
+        metrics=metrics,
+        card=read_card(model_dir / CARD_FILENAME),
+        per_class=per_class,
+        images=images,
+        slurm=slurm,
+    )

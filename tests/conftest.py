@@ -1,0 +1,35 @@
+"""Fixtures shared by every area: real servers on free 127.0.0.1 ports, stopped by PID."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.s3 import S3Server
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One SeaweedFS for the whole session; tests take their own bucket (``s3_bucket``)."""
+    server = S3Server(tmp_path_factory.mktemp("s3"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server) -> str:
+    return s3_server.make_bucket()
+
+
+@pytest.fixture
+def private_s3_server(tmp_path: Path) -> Iterator[S3Server]:
+    """A server of the test's own, which the test may stop and start (S3-down faults)."""
+    server = S3Server(tmp_path / "s3")
+    server.start()
+    yield server
+    server.stop()
