@@ -33,3 +33,13 @@ def private_s3_server(tmp_path: Path) -> Iterator[S3Server]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Integration tests are required: a skip (a missing server, a missing tool) is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, but every test is required here: {report.longrepr}"
