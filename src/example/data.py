@@ -49,8 +49,7 @@ def prepare(params: DataParams, out_dir: Path = OUT_DIR) -> str:
     np.savez(out_dir / "test.npz", X=X_test, y=y_test)
     version = data_version(X_train, y_train, X_test, y_test)
     (out_dir / "data_version.json").write_text(
-        json.dumps({"data_version": version, "n_train": len(y_train), "n_test": len(y_test)})
-        + "\n"
+        json.dumps({"data_version": version, "n_train": len(y_train), "n_test": len(y_test)}) + "\n"
     )
     return version
 

@@ -1,4 +1,4 @@
-"""Stage ``evaluate``: score the exported ONNX model (the bytes that will be served) on the test set.
+"""Stage ``evaluate``: score the exported ONNX model (the bytes to be served) on the test set.
 
 Writes ``eval/metrics.json`` and plot data for ``dvc plots`` (``eval/plots/*.json``) plus PNG
 renderings under ``eval/plots/images/``.
@@ -62,9 +62,7 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -
 
 def write_plot_data(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> None:
     PLOTS_DIR.mkdir(parents=True, exist_ok=True)
-    confusion = [
-        {"actual": labels[a], "predicted": labels[p]} for a, p in zip(y_true, y_pred)
-    ]
+    confusion = [{"actual": labels[a], "predicted": labels[p]} for a, p in zip(y_true, y_pred)]
     (PLOTS_DIR / "confusion.json").write_text(json.dumps(confusion) + "\n")
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=range(len(labels)), zero_division=0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
+from typing import Any
 import sys
 from pathlib import Path
 
@@ -57,11 +59,17 @@ def test_missing_section(tmp_path: Path) -> None:
         ("example.train", lambda p: p["train"].update(estimator="xgboost"), "train.estimator"),
         ("example.train", lambda p: p["train"]["svc"].update(C="abc"), "train.svc.C"),
         ("example.train", lambda p: p["train"]["svc"].update(C=-1), "train.svc.C"),
-        ("example.train", lambda p: p["train"]["logreg"].update(max_iters=5), "train.logreg.max_iters"),
+        (
+            "example.train",
+            lambda p: p["train"]["logreg"].update(max_iters=5),
+            "train.logreg.max_iters",
+        ),
         ("example.evaluate", lambda p: p["evaluate"].update(plot_dpi="high"), "evaluate.plot_dpi"),
     ],
 )
-def test_bad_param_names_the_key(tmp_path: Path, module: str, mutate, key: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_param_names_the_key(
+    tmp_path: Path, module: str, mutate: Callable[[dict[str, Any]], object], key: str
+) -> None:
     params = yaml.safe_load(yaml.safe_dump(GOOD))
     mutate(params)
     write_params(tmp_path, params)

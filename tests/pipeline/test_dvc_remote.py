@@ -70,9 +70,7 @@ def test_run_cache_restores_stages_in_a_fresh_clone_without_running_them(
 
 
 @pytest.mark.integration
-def test_s3_down_is_one_readable_error(
-    workspace: Workspace, private_s3_server: S3Server
-) -> None:
+def test_s3_down_is_one_readable_error(workspace: Workspace, private_s3_server: S3Server) -> None:
     bucket = private_s3_server.make_bucket()
     creds = use_s3_remote(workspace, private_s3_server, bucket)
     private_s3_server.stop()

@@ -26,8 +26,14 @@ def test_full_pipeline_meets_accuracy_and_writes_every_contract_file(
     card = read_card(ws / "models/model_card.json")
     assert card.onnx_sha256 == sha256_file(ws / "models/model.onnx")
     assert card.input.shape == [None, 64]
-    assert card.preprocessing is not None and (card.preprocessing.width, card.preprocessing.height) == (8, 8)
-    assert card.data_version == json.loads((ws / "data/prepared/data_version.json").read_text())["data_version"]
+    assert card.preprocessing is not None and (
+        card.preprocessing.width,
+        card.preprocessing.height,
+    ) == (8, 8)
+    assert (
+        card.data_version
+        == json.loads((ws / "data/prepared/data_version.json").read_text())["data_version"]
+    )
     assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", card.code_commit)
     assert {"scikit-learn", "skl2onnx", "onnxruntime"} <= set(card.library_versions)
 

@@ -29,7 +29,7 @@ def weed_binary() -> str:
 
 @dataclass
 class S3Server:
-    """``start()`` it, use ``endpoint_url`` and the keys, ``stop()`` it; state stays in ``state_dir``."""
+    """Start it, use ``endpoint_url`` and the keys, stop it; state lives in ``state_dir``."""
 
     state_dir: Path
     access_key: str = "ci-access"
