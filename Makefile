@@ -52,3 +52,10 @@ clean: ## remove pipeline outputs (not the venv)
 	rm -rf data models eval reports .local
 
 # --- area targets (service, registry, slurm) go below this line ---
+
+# --- registry ---
+REGISTRY_ALIAS ?= staging
+
+.PHONY: publish
+publish: setup ## publish models/ under TAG (default: the git tag on HEAD), move REGISTRY_ALIAS to it
+	$(BIN)/mlops registry publish $(if $(TAG),--tag $(TAG)) --move-alias $(REGISTRY_ALIAS)

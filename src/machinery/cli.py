@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import typer
 
+from machinery.registry.cli import app as registry_app
 from machinery.report.cli import report
 from machinery.where import where
 
@@ -25,6 +26,7 @@ def _root() -> None:
 
 
 # Sub-apps (one line each, alphabetical).
+app.add_typer(registry_app, name="registry")
 app.command("report")(report)
 app.command("where")(where)
 

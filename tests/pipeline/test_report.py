@@ -46,6 +46,7 @@ def test_markdown_report_has_metrics_params_and_plots(reproduced: Workspace) -> 
     md = (reproduced.path / "reports/report.md").read_text()
     assert "| accuracy |" in md and "| f1_macro |" in md
     assert "| estimator | svc |" in md
+    assert "| label | precision | recall | f1 | support |" in md
     assert "![confusion matrix](../eval/plots/images/confusion_matrix.png)" in md
     assert "Against" not in md  # no baseline configured by default
 

@@ -35,7 +35,11 @@ class SlurmJob:
     def short(self) -> bool:
         seconds = self.record.get("run_seconds")
         transport = self.record.get("transport", "none")
-        return transport != "none" and isinstance(seconds, (int, float)) and seconds < SHORT_JOB_SECONDS
+        return (
+            transport != "none"
+            and isinstance(seconds, (int, float))
+            and seconds < SHORT_JOB_SECONDS
+        )
 
     def rows(self) -> list[tuple[str, str]]:
         return [(key, _fmt(value)) for key, value in self.record.items() if _scalar(value)]

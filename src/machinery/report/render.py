@@ -24,6 +24,13 @@ class ReportContext:
     def summary_metrics(self) -> list[tuple[str, Any]]:
         return [(k, v) for k, v in self.inputs.metrics.items() if not isinstance(v, dict)]
 
+    def per_class_columns(self) -> list[str]:
+        """Whatever columns the evaluate stage wrote, in first-seen order (a fork picks its own)."""
+        columns: dict[str, None] = {}
+        for row in self.inputs.per_class:
+            columns.update(dict.fromkeys(row))
+        return list(columns)
+
 
 def _environment() -> Environment:
     env = Environment(
