@@ -37,7 +37,9 @@ def private_s3_server(tmp_path: Path) -> Iterator[S3Server]:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
     """Integration tests are required: a skip (a missing server, a missing tool) is a failure."""
     outcome = yield
     report = outcome.get_result()
