@@ -53,9 +53,33 @@ clean: ## remove pipeline outputs (not the venv)
 
 # --- area targets (service, registry, slurm) go below this line ---
 
+# --- service ---
+SERVE_HOST ?= 127.0.0.1
+SERVE_PORT ?= 8000
+
+.PHONY: serve bench-service
+serve: setup ## serve the model the pipeline just trained (local registry, alias dev, auth on)
+	$(BIN)/python -m service.dev --host $(SERVE_HOST) --port $(SERVE_PORT)
+
+bench-service: setup ## /predict throughput: service (auth on/off) vs a hand-written FastAPI app
+	$(BIN)/python -m bench.service
+
 # --- registry ---
 REGISTRY_ALIAS ?= staging
 
 .PHONY: publish
 publish: setup ## publish models/ under TAG (default: the git tag on HEAD), move REGISTRY_ALIAS to it
 	$(BIN)/mlops registry publish $(if $(TAG),--tag $(TAG)) --move-alias $(REGISTRY_ALIAS)
+
+# --- slurm ---
+CLUSTER_DIR ?= .local/cluster
+
+.PHONY: cluster-up cluster-down bench-offload
+cluster-up: setup system-deps ## start a local single-node Slurm + sshd login node (root); then: source .local/cluster/env
+	$(BIN)/python -m machinery.slurm.localcluster up --dir $(CLUSTER_DIR)
+
+cluster-down: setup ## stop the local Slurm cluster started by cluster-up
+	$(BIN)/python -m machinery.slurm.localcluster down --dir $(CLUSTER_DIR)
+
+bench-offload: setup system-deps ## offload overhead of the train stage on a local Slurm (cold and warm)
+	$(BIN)/python bench/offload.py

@@ -9,6 +9,7 @@ import typer
 
 from machinery.registry.cli import app as registry_app
 from machinery.report.cli import report
+from machinery.slurm.command import OFFLOAD_OPTIONS, offload
 from machinery.where import where
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ def _root() -> None:
 
 
 # Sub-apps (one line each, alphabetical).
+app.command("offload", **OFFLOAD_OPTIONS)(offload)
 app.add_typer(registry_app, name="registry")
 app.command("report")(report)
 app.command("where")(where)

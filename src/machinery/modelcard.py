@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import os
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -104,7 +105,13 @@ def sha256_file(path: Path) -> str:
 
 
 def code_commit() -> str:
-    """The commit the code was trained from; ``+dirty`` when the workspace has changes."""
+    """The commit the code was trained from; ``+dirty`` when the workspace has changes.
+
+    An offloaded stage runs from a snapshot without ``.git``; the offload passes the commit in
+    ``MLOPS_CODE_COMMIT``.
+    """
+    if os.environ.get("MLOPS_CODE_COMMIT"):
+        return os.environ["MLOPS_CODE_COMMIT"]
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True

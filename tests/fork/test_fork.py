@@ -54,6 +54,7 @@ def test_fork_model_publishes_to_the_registry_unchanged(forked: Workspace, tmp_p
     metrics = json.loads((forked.path / "eval/metrics.json").read_text())
     meta = registry.publish("wine-v1", forked.path / "models", metrics=metrics)
     assert meta.card.input.shape == [None, 13] and meta.card.preprocessing is None
-    assert registry.download("wine-v1", tmp_path / "dl").read_bytes() == (
-        forked.path / "models/model.onnx"
-    ).read_bytes()
+    assert (
+        registry.download("wine-v1", tmp_path / "dl").read_bytes()
+        == (forked.path / "models/model.onnx").read_bytes()
+    )

@@ -57,9 +57,10 @@ def test_short_cluster_job_is_flagged(tmp_path: Path, reproduced: Workspace) -> 
     slurm = ws.path / "reports/slurm"
     slurm.mkdir(parents=True, exist_ok=True)
     (slurm / "train.json").write_text(
-        json.dumps({"transport": "ssh", "job_id": "17", "state": "COMPLETED", "run_seconds": 42.0})
+        json.dumps({"transport": "ssh", "job_id": "17", "state": "COMPLETED", "run_time_s": 42.0})
     )
     ws.run("mlops", "report")
     md = (ws.path / "reports/report.md").read_text()
-    assert "### Compute: stage `train`" in md and "| job_id | 17 |" in md
+    assert "### Compute: stage `train`" in md and "| job id | 17 |" in md
+    assert "| run time | 42.0 s |" in md
     assert "under 10 minutes" in md

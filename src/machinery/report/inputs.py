@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,16 +34,18 @@ class SlurmJob:
 
     @property
     def short(self) -> bool:
-        seconds = self.record.get("run_seconds")
-        transport = self.record.get("transport", "none")
-        return (
-            transport != "none"
-            and isinstance(seconds, (int, float))
-            and seconds < SHORT_JOB_SECONDS
-        )
+        """A cluster job under ``SHORT_JOB_SECONDS``: worth a note, it would be cheaper here."""
+        seconds = self.record.get("run_time_s")
+        offloaded = self.record.get("transport", "none") != "none"
+        return offloaded and isinstance(seconds, (int, float)) and seconds < SHORT_JOB_SECONDS
 
     def rows(self) -> list[tuple[str, str]]:
-        return [(key, _fmt(value)) for key, value in self.record.items() if _scalar(value)]
+        """The fields a reviewer reads, labelled and in units, in a fixed order."""
+        return [
+            (label, show(self.record[key]))
+            for key, label, show in _JOB_FIELDS
+            if self.record.get(key) is not None
+        ]
 
 
 @dataclass(frozen=True)
@@ -54,16 +57,39 @@ class ReportInputs:
     slurm: list[SlurmJob] = field(default_factory=list)
 
 
-def _scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool))
+def _percent(value: Any) -> str:
+    return f"{100 * float(value):.1f} %"
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+def _seconds(value: Any) -> str:
+    return f"{float(value):.1f} s"
+
+
+def _mebibytes(value: Any) -> str:
+    return f"{int(value) / 2**20:.1f} MiB"
+
+
+# (key in reports/slurm/<stage>.json, label, formatter)
+_JOB_FIELDS: list[tuple[str, str, Callable[[Any], str]]] = [
+    ("transport", "transport", str),
+    ("source", "figures from", str),
+    ("job_id", "job id", str),
+    ("reattached", "reattached to a running job", str),
+    ("node", "node", str),
+    ("partition", "partition", str),
+    ("state", "state", str),
+    ("exit_code", "exit code", str),
+    ("queue_wait_s", "queue wait", _seconds),
+    ("run_time_s", "run time", _seconds),
+    ("time_limit_s", "time limit", _seconds),
+    ("alloc_cpus", "allocated CPUs", str),
+    ("total_cpu_s", "CPU time (TotalCPU)", _seconds),
+    ("cpu_efficiency", "CPU efficiency", _percent),
+    ("max_rss_bytes", "MaxRSS", _mebibytes),
+    ("gpus", "GPUs", str),
+    ("gpu_utilization", "GPU utilisation", _percent),
+    ("stage_efficiency", "stage efficiency E", _percent),
+]
 
 
 def _read_json(path: Path) -> Any:

@@ -1,0 +1,1 @@
+"""Offload a DVC stage to a Slurm cluster (transports none, local, ssh)."""

@@ -1,0 +1,60 @@
+"""``mlops offload STAGE -- CMD...``: the train stage's ``dvc.yaml`` command goes through this."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Annotated, Optional
+
+import typer
+
+from machinery.errors import UserError, exits_cleanly
+
+# Everything after the stage name belongs to CMD, options included (`-- python -m ...`).
+OFFLOAD_OPTIONS: dict[str, Any] = {
+    "context_settings": {"allow_interspersed_args": False},
+    "no_args_is_help": True,
+}
+
+
+@exits_cleanly
+def offload(
+    stage: Annotated[str, typer.Argument(help="the dvc.yaml stage this command runs")],
+    cmd: Annotated[list[str], typer.Argument(help="the stage's command, after --")],
+    transport: Annotated[
+        Optional[str],  # noqa: UP007 - typer reads the annotation at run time
+        typer.Option(help="none | local | ssh (default: slurm.yaml, MLOPS_SLURM_TRANSPORT)"),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the sbatch script and exit")
+    ] = False,
+) -> None:
+    """Run a stage's command on Slurm (or here, with transport none) and write
+    reports/slurm/STAGE.json."""
+    from machinery.slurm.offload import Offload
+    from machinery.slurm.runlocal import run_here
+    from machinery.slurm.script import Layout, render_job_script
+    from machinery.slurm.settings import load_settings
+    from machinery.slurm.stage import code_files, expand, identity, read_stage
+
+    root = Path.cwd()
+    if cmd and cmd[0] == "--":  # click keeps the separator when interspersed args are off
+        cmd = cmd[1:]
+    if not cmd:
+        raise UserError("no command: mlops offload STAGE -- CMD...")
+    settings = load_settings(**({"transport": transport} if transport else {}))
+    spec = read_stage(stage)
+    if dry_run:
+        home = f"/home/{settings.ssh_user or 'USER'}"
+        workdir = (
+            home + settings.workdir[1:] if settings.workdir.startswith("~") else settings.workdir
+        )
+        layout = Layout(workdir, f"{stage}-<identity>", "dryrun")
+        venv = f"{workdir}/venvs/<lock hash>" if settings.env.kind == "venv" else None
+        commit = {"MLOPS_CODE_COMMIT": "<commit>"}
+        typer.echo(render_job_script(settings, stage, layout, cmd, venv, commit), nl=False)
+        return
+    if settings.transport == "none":
+        files = sorted(set(code_files(root)) | set(expand(root, spec.deps)))
+        run_here(stage, cmd, root, identity(root, spec, cmd, files))
+        return
+    Offload(settings, spec, cmd, root).run()
