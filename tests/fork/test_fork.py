@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from machinery.registry import Registry
@@ -58,3 +59,37 @@ def test_fork_model_publishes_to_the_registry_unchanged(forked: Workspace, tmp_p
         registry.download("wine-v1", tmp_path / "dl").read_bytes()
         == (forked.path / "models/model.onnx").read_bytes()
     )
+
+
+@pytest.mark.slow
+def test_service_serves_the_fork_model_without_a_change(forked: Workspace, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.main import create_app
+    from service.settings import Settings
+
+    registry = Registry.from_url(str(tmp_path / "registry"))
+    registry.publish("wine-v1", forked.path / "models", metrics={"accuracy": 0.9})
+    registry.move_alias("prod", "wine-v1", by="test")
+    settings = Settings(
+        registry_url=str(tmp_path / "registry"),
+        model_alias="prod",
+        model_cache_dir=tmp_path / "cache",
+        alias_poll_seconds=0,
+        auth_enabled=False,
+    )
+    with np.load(forked.path / "data/prepared/test.npz") as test:
+        rows = test["X"][:3].tolist()
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        answer = client.post("/predict", json={"instances": rows})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["model_tag"] == "wine-v1"
+        assert {p["label"] for p in body["predictions"]} <= {"barolo", "grignolino", "barbera"}
+
+        wrong_width = client.post("/predict", json={"instances": [[1.0] * 64]})
+        assert wrong_width.status_code == 422 and "13" in wrong_width.text
+
+        # No image preprocessing in this card: an upload is refused with a reason, not a 500.
+        upload = client.post("/predict", files={"file": ("x.png", b"\x89PNG\r\n", "image/png")})
+        assert 400 <= upload.status_code < 500

@@ -1,0 +1,52 @@
+"""``python -m service``: one uvicorn worker with uvloop and httptools (the image's command)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+from pydantic import ValidationError
+
+from service.auth import AuthConfigError
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    args = parser.parse_args(argv)
+
+    from service.main import create_app
+    from service.settings import Settings
+
+    try:
+        level = Settings().log_level.upper()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        print(f"error: setting {first['loc'][0]}: {first['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    try:
+        app = create_app()
+    except AuthConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        access_log=args.access_log,
+        workers=1,
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+    )
+
+
+if __name__ == "__main__":
+    main()

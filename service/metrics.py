@@ -1,0 +1,180 @@
+"""Every Prometheus metric of the service is defined here, and nowhere else.
+
+Dashboards and alert rules use only these names; ``tests/service/test_metrics.py`` checks the
+list below against a live ``/metrics``. Each app gets its own ``CollectorRegistry`` so several
+apps (tests, benchmarks) can live in one process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
+
+# ``*_created`` series double every family's size and no dashboard here uses them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+)
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+SWAP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+# Metric family names as exposed (counters gain ``_total``, histograms ``_bucket``/``_sum``/...).
+HTTP_REQUESTS = "mlops_http_requests"
+HTTP_REQUEST_DURATION = "mlops_http_request_duration_seconds"
+INFERENCE_DURATION = "mlops_inference_duration_seconds"
+MODEL_INFO = "mlops_model_info"
+MODEL_LOADED = "mlops_model_loaded"
+MODEL_SWAPS = "mlops_model_swaps"
+MODEL_SWAP_FAILURES = "mlops_model_swap_failures"
+MODEL_SWAP_DURATION = "mlops_model_swap_duration_seconds"
+PREDICTIONS = "mlops_predictions"
+DRIFT_CLASS_PSI = "mlops_drift_class_psi"
+DRIFT_INTENSITY_PSI = "mlops_drift_intensity_psi"
+DRIFT_SAMPLES = "mlops_drift_samples"
+
+METRIC_NAMES: frozenset[str] = frozenset(
+    {
+        HTTP_REQUESTS,
+        HTTP_REQUEST_DURATION,
+        INFERENCE_DURATION,
+        MODEL_INFO,
+        MODEL_LOADED,
+        MODEL_SWAPS,
+        MODEL_SWAP_FAILURES,
+        MODEL_SWAP_DURATION,
+        PREDICTIONS,
+        DRIFT_CLASS_PSI,
+        DRIFT_INTENSITY_PSI,
+        DRIFT_SAMPLES,
+    }
+)
+
+
+class Metrics:
+    """The service's collectors, registered on one registry that ``/metrics`` exposes."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            HTTP_REQUESTS,
+            "HTTP requests by route template, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_request_duration = Histogram(
+            HTTP_REQUEST_DURATION,
+            "Whole-request latency by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference_duration = Histogram(
+            INFERENCE_DURATION,
+            "ONNX Runtime run() latency alone, by input kind.",
+            ["input"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.model_info = Gauge(
+            MODEL_INFO,
+            "1 for the model tag being served (labels say which).",
+            ["tag", "alias", "estimator", "pinned"],
+            registry=r,
+        )
+        self.model_loaded = Gauge(MODEL_LOADED, "1 while a model is loaded (ready).", registry=r)
+        self.model_swaps = Counter(
+            MODEL_SWAPS,
+            "Completed model switches by trigger (startup, request, poll).",
+            ["trigger"],
+            registry=r,
+        )
+        self.model_swap_failures = Counter(
+            MODEL_SWAP_FAILURES,
+            "Failed swaps by trigger and reason; the old model kept serving.",
+            ["trigger", "reason"],
+            registry=r,
+        )
+        self.model_swap_duration = Histogram(
+            MODEL_SWAP_DURATION,
+            "Download + verify + load + warm-up + switch.",
+            buckets=SWAP_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            PREDICTIONS, "Predicted classes (one per input row).", ["label"], registry=r
+        )
+        self.drift_class_psi = Gauge(
+            DRIFT_CLASS_PSI,
+            "Population stability index of predicted classes vs the card's training frequencies,"
+            " since the model was loaded (>0.2: investigate).",
+            registry=r,
+        )
+        self.drift_intensity_psi = Gauge(
+            DRIFT_INTENSITY_PSI,
+            "Population stability index of mean input intensity vs the card's training histogram,"
+            " since the model was loaded.",
+            registry=r,
+        )
+        self.drift_samples = Gauge(
+            DRIFT_SAMPLES, "Rows the drift signals are computed from.", registry=r
+        )
+        # Resolving a labelled child costs a dict lookup plus a lock; the hot path reuses them.
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._label_children: dict[str, Counter] = {}
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        if method not in _METHODS:
+            method = "OTHER"  # clients choose methods; label values must stay bounded
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.http_requests.labels(route, method, str(status)),
+                self.http_request_duration.labels(route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def count_label(self, label: str) -> None:
+        child = self._label_children.get(label)
+        if child is None:
+            child = self._label_children[label] = self.predictions.labels(label)
+        child.inc()
+
+    def watch_drift(
+        self,
+        class_psi: Callable[[], float],
+        intensity_psi: Callable[[], float],
+        samples: Callable[[], float],
+    ) -> None:
+        """Drift is computed when scraped, so a prediction only pays for a few counters."""
+        self.drift_class_psi.set_function(class_psi)
+        self.drift_intensity_psi.set_function(intensity_psi)
+        self.drift_samples.set_function(samples)
+
+    def show_model(self, tag: str, alias: str, estimator: str, pinned: bool) -> None:
+        self.model_info.clear()
+        self.model_info.labels(tag, alias, estimator, str(pinned).lower()).set(1)
+        self.model_loaded.set(1)

@@ -1,0 +1,265 @@
+"""The model being served, and the only way to change it: a verified, atomic swap.
+
+Swap = download → verify sha256 → load → warm-up prediction → move the alias → switch. The
+switch is one reference assignment; a request reads ``current`` once and finishes on that
+model, so in-flight requests are never cut over. Swaps (from a request, the alias poller or
+start-up) are serialized by one lock, and any failure leaves the old model serving.
+
+The alias moves *before* the switch: if the registry refuses the move, nothing changed here
+either, and replicas (which poll the alias) never disagree with the one that was asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio.to_thread
+
+from machinery.modelcard import sha256_file
+from machinery.registry import (
+    AliasNotFound,
+    IntegrityError,
+    ModelMeta,
+    Registry,
+    RegistryError,
+    RegistryUnavailable,
+    TagNotFound,
+)
+from service.inference import InvalidModel, LoadedModel
+from service.metrics import Metrics
+from service.settings import Settings
+
+log = logging.getLogger("service.model_store")
+T = TypeVar("T")
+
+
+class SwapError(Exception):
+    """A swap that did not happen; ``status_code`` and ``reason`` say why."""
+
+    status_code = 503
+    reason = "error"
+
+
+class SwapRefused(SwapError):
+    status_code = 409
+    reason = "pinned"
+
+
+class UnknownTag(SwapError):
+    status_code = 404
+    reason = "unknown_tag"
+
+
+class ChecksumMismatch(SwapError):
+    status_code = 422
+    reason = "checksum"
+
+
+class ModelRejected(SwapError):
+    status_code = 422
+    reason = "invalid_model"
+
+
+class RegistryDown(SwapError):
+    status_code = 503
+    reason = "registry_unavailable"
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    tag: str
+    previous_tag: str | None
+    changed: bool
+    seconds: float
+
+
+class ModelStore:
+    def __init__(self, registry: Registry, settings: Settings, metrics: Metrics) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.metrics = metrics
+        self._current: LoadedModel | None = None
+        self._lock = asyncio.Lock()
+        self._poller: asyncio.Task[None] | None = None
+        metrics.watch_drift(self._class_psi, self._intensity_psi, self._samples)
+
+    @property
+    def current(self) -> LoadedModel | None:
+        """The model a request should use; read it once per request."""
+        return self._current
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the pinned tag or the alias's tag; failures leave the service live, not ready."""
+        try:
+            pinned = self.settings.model_tag
+            tag = pinned if pinned is not None else await self._run(self._alias_tag)
+            await self._swap(tag, trigger="startup", move_alias=False)
+        except SwapError as exc:
+            log.error("no model at start-up: %s (will retry every poll)", exc)
+        if self.settings.alias_poll_seconds > 0:
+            self._poller = asyncio.create_task(self._poll_forever(), name="alias-poller")
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            try:
+                await self._poller
+            except asyncio.CancelledError:
+                pass
+            self._poller = None
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.alias_poll_seconds)
+            try:
+                await self.poll_once()
+            except Exception:  # noqa: BLE001 - the poller must outlive any one bad poll
+                log.exception("alias poll failed unexpectedly")
+
+    async def poll_once(self) -> None:
+        """Converge on the alias (or retry the pinned tag if nothing is loaded yet)."""
+        try:
+            if self.settings.model_tag is not None:
+                if self._current is None:
+                    await self._swap(self.settings.model_tag, trigger="poll", move_alias=False)
+                return
+            tag = await self._run(self._alias_tag)
+            if self._current is None or self._current.tag != tag:
+                await self._swap(tag, trigger="poll", move_alias=False)
+        except SwapError as exc:
+            log.warning("alias poll: %s", exc)
+
+    # --- swapping --------------------------------------------------------------------------
+
+    async def swap(self, tag: str, *, by: str) -> SwapResult:
+        """The ``/replace_ml_model`` path: refused while a tag is pinned."""
+        if self.settings.model_tag is not None:
+            self.metrics.model_swap_failures.labels("request", SwapRefused.reason).inc()
+            raise SwapRefused(
+                f"this deployment pins tag {self.settings.model_tag!r} (MLOPS_MODEL_TAG);"
+                " change the deployment's configuration instead of swapping"
+            )
+        return await self._swap(tag, trigger="request", move_alias=True, by=by)
+
+    async def _swap(
+        self, tag: str, *, trigger: str, move_alias: bool, by: str | None = None
+    ) -> SwapResult:
+        async with self._lock:
+            started = time.perf_counter()
+            previous = self._current
+            try:
+                if previous is not None and previous.tag == tag:
+                    # Already serving it; still make the alias say so (idempotent retry).
+                    if move_alias:
+                        await self._run(lambda: self._move_alias(tag, by))
+                    return SwapResult(tag, tag, False, time.perf_counter() - started)
+                model = await self._run(lambda: self._load(tag))
+                if move_alias:
+                    await self._run(lambda: self._move_alias(tag, by))
+            except SwapError as exc:
+                self.metrics.model_swap_failures.labels(trigger, exc.reason).inc()
+                log.warning("swap to %r (%s) failed: %s", tag, trigger, exc)
+                raise
+            self._current = model
+            seconds = time.perf_counter() - started
+            self.metrics.model_swaps.labels(trigger).inc()
+            self.metrics.model_swap_duration.observe(seconds)
+            self.metrics.show_model(
+                tag, self.settings.model_alias, model.card.estimator, self.settings.pinned
+            )
+            log.info(
+                "serving %r (was %r; %s, %.3fs)",
+                tag,
+                previous.tag if previous else None,
+                trigger,
+                seconds,
+            )
+            return SwapResult(tag, previous.tag if previous else None, True, seconds)
+
+    def _load(self, tag: str) -> LoadedModel:
+        """Blocking: runs in a worker thread while the old model keeps answering."""
+        meta = self._call(lambda: self.registry.meta(tag))
+        if meta.card.onnx_sha256 != meta.sha256:
+            raise ChecksumMismatch(
+                f"tag {tag!r}: registry sha256 {meta.sha256[:12]}… differs from its model card"
+                f" ({meta.card.onnx_sha256[:12]}…)"
+            )
+        workdir = self.settings.model_cache_dir / f"{tag}.{uuid.uuid4().hex[:8]}"
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+            path = self._call(lambda: self.registry.download(tag, workdir))
+            actual = sha256_file(path)
+            if actual != meta.sha256:
+                raise ChecksumMismatch(
+                    f"tag {tag!r}: downloaded sha256 {actual[:12]}… is not {meta.sha256[:12]}…"
+                )
+            model_bytes = path.read_bytes()
+        except OSError as exc:
+            raise RegistryDown(f"cannot stage the model in {workdir}: {exc}") from None
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        try:
+            return LoadedModel.load(
+                tag,
+                model_bytes,
+                meta.card,
+                threads=self.settings.onnx_threads,
+                max_pixels=self.settings.max_image_pixels,
+            )
+        except InvalidModel as exc:
+            raise ModelRejected(f"tag {tag!r}: {exc}") from None
+
+    def _move_alias(self, tag: str, by: str | None) -> None:
+        who = self.settings.swapped_by if by is None else f"{self.settings.swapped_by}:{by}"
+        self._call(lambda: self.registry.move_alias(self.settings.model_alias, tag, by=who))
+
+    def _alias_tag(self) -> str:
+        return self._call(lambda: self.registry.alias(self.settings.model_alias)).tag
+
+    def experiments(self) -> list[ModelMeta]:
+        """Blocking: every published tag, newest first."""
+        return self._call(self.registry.tags)
+
+    def _call(self, func: Callable[[], T]) -> T:
+        """Registry errors become swap errors with an HTTP status and a metric reason."""
+        try:
+            return func()
+        except TagNotFound as exc:
+            raise UnknownTag(str(exc)) from None
+        except AliasNotFound as exc:
+            raise UnknownTag(
+                f"alias {self.settings.model_alias!r} is not set in the registry ({exc})"
+            ) from None
+        except IntegrityError as exc:
+            raise ChecksumMismatch(str(exc)) from None
+        except RegistryUnavailable as exc:
+            raise RegistryDown(f"registry unavailable: {exc}") from None
+        except RegistryError as exc:
+            raise RegistryDown(f"registry error: {exc}") from None
+
+    @staticmethod
+    async def _run(func: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(func)
+
+    # --- drift, read at scrape time ----------------------------------------------------------
+
+    def _class_psi(self) -> float:
+        model = self._current
+        return model.drift.class_psi() if model else float("nan")
+
+    def _intensity_psi(self) -> float:
+        model = self._current
+        return model.drift.intensity_psi() if model else float("nan")
+
+    def _samples(self) -> float:
+        model = self._current
+        return model.drift.samples() if model else 0.0

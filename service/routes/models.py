@@ -1,0 +1,73 @@
+"""Experiments and hot swap: ``GET /get_experiment_metas``, ``POST /replace_ml_model``."""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from fastapi import APIRouter, HTTPException
+
+from service.deps import AdminPrincipal, PredictPrincipal, StoreDep
+from service.model_store import SwapError
+from service.schemas import ExperimentMeta, Experiments, SwapRequest, SwapResponse
+
+router = APIRouter(tags=["models"])
+
+
+@router.get(
+    "/get_experiment_metas",
+    response_model=Experiments,
+    summary="Published experiments (newest first) and which one is serving",
+    responses={503: {"description": "registry unavailable"}},
+)
+async def get_experiment_metas(principal: PredictPrincipal, store: StoreDep) -> Experiments:
+    try:
+        metas = await anyio.to_thread.run_sync(store.experiments)
+    except SwapError as exc:
+        raise HTTPException(exc.status_code, detail=str(exc)) from None
+    current = store.current
+    active = current.tag if current else None
+    return Experiments(
+        alias=store.settings.model_alias,
+        pinned_tag=store.settings.model_tag,
+        active_tag=active,
+        experiments=[
+            ExperimentMeta(
+                tag=m.tag,
+                commit=m.commit,
+                created=m.created,
+                metrics=m.metrics,
+                params=m.params,
+                data_version=m.data_version,
+                sha256=m.sha256,
+                estimator=m.card.estimator,
+                active=m.tag == active,
+            )
+            for m in metas
+        ],
+    )
+
+
+@router.post(
+    "/replace_ml_model",
+    response_model=SwapResponse,
+    summary="Hot-swap to a published tag and move this deployment's alias to it",
+    responses={
+        404: {"description": "unknown tag"},
+        409: {"description": "this deployment pins a tag"},
+        422: {"description": "checksum mismatch or not a valid model; old model still serving"},
+        503: {"description": "registry unavailable; old model still serving"},
+    },
+)
+async def replace_ml_model(
+    body: SwapRequest, principal: AdminPrincipal, store: StoreDep
+) -> SwapResponse:
+    try:
+        result = await store.swap(body.tag, by=principal.name)
+    except SwapError as exc:
+        raise HTTPException(exc.status_code, detail=str(exc)) from None
+    return SwapResponse(
+        tag=result.tag,
+        previous_tag=result.previous_tag,
+        changed=result.changed,
+        alias=store.settings.model_alias,
+        seconds=round(result.seconds, 4),
+    )

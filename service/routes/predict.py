@@ -1,0 +1,200 @@
+"""``POST /predict``: an image (multipart form or raw ``image/*`` body) or a JSON batch."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+import numpy.typing as npt
+from fastapi import APIRouter, HTTPException, Request, Response
+
+from service.deps import require_predict, store_of
+from service.inference import LoadedModel, Prediction
+from service.metrics import Metrics
+from service.preprocessing import ImageRejected
+from service.settings import Settings
+from service.schemas import BatchPredictResponse, PredictResponse
+from service.uploads import first_file, read_body
+
+router = APIRouter(tags=["predict"])
+
+_IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp", "image/tiff")
+# A form part may be labelled generically; the decoder, not the label, decides.
+_GENERIC_TYPES = ("", "application/octet-stream")
+
+_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            }
+        },
+        "application/json": {"schema": {"$ref": "#/components/schemas/Instances"}},
+        **{t: {"schema": {"type": "string", "format": "binary"}} for t in _IMAGE_TYPES},
+    },
+}
+
+
+def _expected_shape(model: LoadedModel, max_rows: int) -> str:
+    return (
+        f'expected {{"instances": [[{model.n_features} numbers], ...]}} with 1 to {max_rows} rows'
+    )
+
+
+@router.post(
+    "/predict",
+    summary="Predict from an image upload or a batch of feature vectors",
+    response_model=PredictResponse | BatchPredictResponse,
+    responses={
+        401: {"description": "missing or invalid bearer token"},
+        403: {"description": "token lacks scope 'predict'"},
+        413: {"description": "body or image dimensions over the limit"},
+        415: {"description": "unsupported Content-Type"},
+        422: {"description": "not a decodable image, or JSON of the wrong shape"},
+        503: {"description": "no model loaded yet"},
+    },
+    openapi_extra={"requestBody": _REQUEST_BODY},
+)
+async def predict(request: Request) -> Response:
+    # The hottest route checks access and takes the store itself instead of through
+    # ``Depends``: each FastAPI dependency is a recursive solve per request, measurable next to
+    # a ~0.5 ms prediction (bench/service.py). The check is the same one ``require_predict`` does.
+    await require_predict(request)
+    store = store_of(request)
+    # Read once: a swap during this request does not change the model it is answered with.
+    model = store.current
+    if model is None:
+        raise HTTPException(503, detail="no model loaded yet")
+    settings = store.settings
+    content_type = request.headers.get("content-type", "")
+    mime = content_type.partition(";")[0].strip().lower()
+    if mime == "application/json":
+        body = await read_body(request, settings.max_upload_bytes)
+        rows = _instances(body, model, settings.max_batch_rows)
+        prediction = await _predict(model, rows, "json", store.metrics, settings)
+        return _json(_batch_payload(prediction, model))
+    data = await _image_bytes(request, mime, content_type, settings.max_upload_bytes)
+    rows = await _image_row(model, data, settings)
+    prediction = await _predict(model, rows, "image", store.metrics, settings)
+    return _json(_single_payload(prediction, model))
+
+
+async def _image_bytes(request: Request, mime: str, content_type: str, limit: int) -> bytes:
+    """The uploaded image: a multipart form's file part, or a raw ``image/*`` body."""
+    if mime == "multipart/form-data":
+        part = first_file(await read_body(request, limit), content_type)
+        if part.content_type not in _GENERIC_TYPES and not part.content_type.startswith("image/"):
+            raise HTTPException(
+                415, detail=f"form file is {part.content_type!r}; upload an image (PNG, JPEG, …)"
+            )
+        return part.data
+    if mime.startswith("image/") or mime == "application/octet-stream":
+        return await read_body(request, limit)
+    raise HTTPException(
+        415, detail="send multipart/form-data (field 'file'), an image/* body, or application/json"
+    )
+
+
+async def _image_row(
+    model: LoadedModel, data: bytes, settings: Settings
+) -> npt.NDArray[np.float32]:
+    if model.preprocessor is None:
+        raise HTTPException(
+            415, detail="this model takes no images (its card has no preprocessing); send JSON"
+        )
+    if not data:
+        raise HTTPException(422, detail="empty image")
+    try:
+        if len(data) <= settings.inline_decode_max_bytes:
+            return model.preprocessor(data)
+        # Big uploads decode in a thread so they do not stall every other request.
+        return await anyio.to_thread.run_sync(model.preprocessor, data)
+    except ImageRejected as exc:
+        raise HTTPException(exc.status_code, detail=str(exc)) from None
+
+
+def _instances(body: bytes, model: LoadedModel, max_rows: int) -> npt.NDArray[np.float32]:
+    expected = _expected_shape(model, max_rows)
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise HTTPException(422, detail=f"body is not valid JSON; {expected}") from None
+    rows = document.get("instances") if isinstance(document, dict) else None
+    if not isinstance(rows, list) or not 1 <= len(rows) <= max_rows:
+        raise HTTPException(422, detail=expected)
+    width = model.n_features
+    for number, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) != width:
+            got = f"{len(row)} values" if isinstance(row, list) else type(row).__name__
+            raise HTTPException(422, detail=f"row {number} has {got}; {expected}")
+        for value in row:
+            # bool is an int subclass; "1.5" would silently convert in numpy.
+            if type(value) is not float and type(value) is not int:
+                raise HTTPException(
+                    422, detail=f"row {number} holds {type(value).__name__}; {expected}"
+                )
+    try:
+        with np.errstate(over="ignore"):  # out-of-range floats become inf, refused just below
+            array = np.asarray(rows, dtype=np.float32)
+    except OverflowError:
+        raise HTTPException(422, detail=f"a value is out of float32 range; {expected}") from None
+    if not np.isfinite(array).all():
+        raise HTTPException(422, detail=f"values must be finite numbers; {expected}")
+    return array
+
+
+async def _predict(
+    model: LoadedModel,
+    rows: npt.NDArray[np.float32],
+    kind: str,
+    metrics: Metrics,
+    settings: Settings,
+) -> Prediction:
+    started = time.perf_counter()
+    if len(rows) <= settings.inline_inference_max_rows:
+        # One row runs in tens of microseconds: less than a hop to the thread pool and back.
+        prediction = model.predict(rows)
+    else:
+        prediction = await anyio.to_thread.run_sync(model.predict, rows)
+    metrics.inference_duration.labels(kind).observe(time.perf_counter() - started)
+    for label in prediction.labels:
+        metrics.count_label(label)
+    model.drift.observe(prediction.class_indices, rows)
+    return prediction
+
+
+def _rounded(probabilities: npt.NDArray[np.float32]) -> list[list[float]]:
+    # NaN or inf (a model overflowing on extreme but finite input) must not become invalid JSON.
+    if not np.isfinite(probabilities).all():
+        probabilities = np.nan_to_num(probabilities, nan=0.0, posinf=1.0, neginf=0.0)
+    return [[round(p, 6) for p in row] for row in probabilities.tolist()]
+
+
+def _single_payload(prediction: Prediction, model: LoadedModel) -> dict[str, Any]:
+    return {
+        "label": prediction.labels[0],
+        "probabilities": dict(zip(model.card.labels, _rounded(prediction.probabilities[:1])[0])),
+        "model_tag": model.tag,
+    }
+
+
+def _batch_payload(prediction: Prediction, model: LoadedModel) -> dict[str, Any]:
+    labels = model.card.labels
+    return {
+        "predictions": [
+            {"label": label, "probabilities": dict(zip(labels, row))}
+            for label, row in zip(prediction.labels, _rounded(prediction.probabilities))
+        ],
+        "model_tag": model.tag,
+    }
+
+
+def _json(payload: dict[str, Any]) -> Response:
+    # Hand-serialized: the payload is already plain data, pydantic validation would only cost.
+    return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")

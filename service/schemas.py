@@ -1,0 +1,70 @@
+"""Request and response bodies, as the OpenAPI docs show them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from service.settings import TAG_PATTERN
+
+
+class Instances(BaseModel):
+    instances: list[list[float]] = Field(
+        min_length=1,
+        description="Rows of feature vectors, each as long as the model's input (64 for digits).",
+        examples=[[[0.0] * 64]],
+    )
+
+
+class PredictResponse(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+    model_tag: str
+
+
+class RowPrediction(BaseModel):
+    label: str
+    probabilities: dict[str, float]
+
+
+class BatchPredictResponse(BaseModel):
+    predictions: list[RowPrediction]
+    model_tag: str
+
+
+class ExperimentMeta(BaseModel):
+    tag: str
+    commit: str
+    created: datetime
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    data_version: str
+    sha256: str
+    estimator: str
+    active: bool
+
+
+class Experiments(BaseModel):
+    alias: str
+    pinned_tag: str | None
+    active_tag: str | None
+    experiments: list[ExperimentMeta]
+
+
+class SwapRequest(BaseModel):
+    tag: str = Field(pattern=TAG_PATTERN, description="A published experiment tag.")
+
+
+class SwapResponse(BaseModel):
+    tag: str
+    previous_tag: str | None
+    changed: bool
+    alias: str
+    seconds: float
+
+
+class Health(BaseModel):
+    status: str
+    model_tag: str | None = None
