@@ -10,7 +10,7 @@ import io
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from machinery.modelcard import ImagePreprocessing
 
@@ -72,6 +72,9 @@ class ImagePreprocessor:
             image = Image.open(io.BytesIO(data), formats=FORMATS)
         except Image.DecompressionBombError as exc:
             raise ImageRejected(f"image refused: {_one_line(exc)}", status_code=413) from None
+        except UnidentifiedImageError:
+            # Pillow's own message names an internal buffer object: say what we expected instead.
+            raise ImageRejected(f"not a decodable image (expected {', '.join(FORMATS)})") from None
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types on hostile input
             raise ImageRejected(
                 f"not a decodable image ({', '.join(FORMATS)}): {_one_line(exc)}"
