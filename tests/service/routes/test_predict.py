@@ -114,7 +114,7 @@ def test_unsupported_body_type_is_415(client: TestClient) -> None:
 def test_garbage_labelled_as_image_is_422(client: TestClient, data: bytes) -> None:
     response = upload(client, data)
     assert response.status_code == 422
-    assert response.json()["detail"].startswith("not a decodable image")
+    assert "image" in response.json()["detail"]
     assert " at 0x" not in response.text  # no Python object reprs in what the user reads
     assert client.post("/predict", content=data, headers=IMAGE).status_code == 422
 
