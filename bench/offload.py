@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "src"))
+sys.path[:0] = [str(REPO / "src"), str(REPO)]
 
 from machinery.slurm.localcluster.cluster import ClusterInfo, LocalCluster  # noqa: E402
+from tests.support.workspace import Workspace  # noqa: E402
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
 CMD = ["python", "-m", "example.train"]
@@ -42,22 +43,6 @@ PHASES = [
     "accounting",
 ]
 TARGET_S = 2.0
-
-
-def clone(dest: Path) -> Path:
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for rel in filter(None, files):
-        if (REPO / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, dest / rel)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    return dest
 
 
 def env_for(ws: Path, extra: dict[str, str]) -> dict[str, str]:
@@ -99,7 +84,7 @@ def main() -> None:
         else:
             cluster = LocalCluster(tmp / "cluster")
             info = cluster.up()
-        ws = clone(tmp / "ws")
+        ws = Workspace.clone(tmp / "ws").path
         subprocess.run(
             [sys.executable, "-m", "example.data"], cwd=ws, env=env_for(ws, {}), check=True
         )

@@ -4,38 +4,28 @@ on each store (a local directory and the real S3 server)."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from machinery.registry import Registry
-from tests.conftest import REPO
-from tests.registry.helpers import Trained, use_s3_env
-from tests.support.s3 import S3Server
-
-
-def _train(workdir: Path, estimator: str) -> Path:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["train"]["estimator"] = estimator
-    # Small forests keep the session fast; the bytes still differ from logreg's.
-    params["train"]["random_forest"].update(n_estimators=10, max_depth=6)
-    workdir.mkdir(parents=True)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    for stage in ("example.data", "example.train"):
-        subprocess.run([sys.executable, "-m", stage], cwd=workdir, check=True, capture_output=True)
-    return workdir / "models"
+from tests.registry.helpers import Trained
+from tests.support.models import train_example
+from tests.support.s3 import S3Server, use_s3_env
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Trained, Trained]:
     """Two models from the real example stages (logreg and a random forest)."""
     root = tmp_path_factory.mktemp("trained")
-    a = Trained(_train(root / "logreg", "logreg"), {"accuracy": 0.95, "macro_f1": 0.949})
-    b = Trained(_train(root / "forest", "random_forest"), {"accuracy": 0.91, "macro_f1": 0.905})
+    a = Trained(
+        train_example(root / "logreg", "logreg") / "models", {"accuracy": 0.95, "macro_f1": 0.949}
+    )
+    b = Trained(
+        train_example(root / "forest", "random_forest") / "models",
+        {"accuracy": 0.91, "macro_f1": 0.905},
+    )
     assert a.onnx_bytes != b.onnx_bytes
     return a, b
 

@@ -13,7 +13,8 @@ from typer.testing import CliRunner, Result
 from machinery.cli import app
 from machinery.registry import Registry
 from machinery.registry.when import parse_when
-from tests.registry.helpers import Trained, use_s3_env
+from tests.registry.helpers import Trained
+from tests.support.s3 import use_s3_env
 from tests.support.s3 import S3Server
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from machinery.registry import Registry, RegistryUnavailable
-from tests.registry.helpers import Trained, use_s3_env
+from tests.registry.helpers import Trained
+from tests.support.s3 import use_s3_env
 from tests.support.s3 import S3Server
 
 pytestmark = pytest.mark.integration

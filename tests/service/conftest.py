@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import io
 import secrets
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -24,15 +21,13 @@ from PIL import Image
 from machinery.registry import Registry
 from service.main import create_app
 from service.settings import Settings
-from tests.conftest import REPO
-from tests.support.s3 import S3Server
+from tests.support.models import train_example
 
 TAG_A = "exp-logreg"
 TAG_B = "exp-forest"
 ALIAS = "prod"
 PREDICT_TOKEN = "predict-" + secrets.token_urlsafe(16)
 ADMIN_TOKEN = "admin-" + secrets.token_urlsafe(16)
-_FOREIGN_AWS_ENV = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION")
 
 
 def sha256_hex(token: str) -> str:
@@ -55,22 +50,11 @@ class Trained:
     test_y: np.ndarray
 
 
-def _train(workdir: Path, estimator: str) -> Path:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["train"]["estimator"] = estimator
-    params["train"]["random_forest"].update(n_estimators=10, max_depth=6)
-    workdir.mkdir(parents=True)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
-    for stage in ("example.data", "example.train"):
-        subprocess.run([sys.executable, "-m", stage], cwd=workdir, check=True, capture_output=True)
-    return workdir
-
-
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     root = tmp_path_factory.mktemp("service-models")
-    a = _train(root / "logreg", "logreg")
-    b = _train(root / "forest", "random_forest")
+    a = train_example(root / "logreg", "logreg")
+    b = train_example(root / "forest", "random_forest")
     test = np.load(a / "data/prepared/test.npz")
     return Trained(a / "models", b / "models", test["X"], test["y"])
 
@@ -126,14 +110,3 @@ def digit_png(row: np.ndarray, size: int = 32, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return buffer.getvalue()
-
-
-def use_s3_env(monkeypatch: pytest.MonkeyPatch, server: S3Server, tmp_path: Path) -> None:
-    """Point boto3 at the test server only, never at a developer's profile."""
-    for name in _FOREIGN_AWS_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    for name, value in server.env.items():
-        monkeypatch.setenv(name, value)

@@ -27,9 +27,8 @@ from tests.service.conftest import (
     digit_png,
     publish_both,
     settings_for,
-    use_s3_env,
 )
-from tests.support.s3 import S3Server
+from tests.support.s3 import S3Server, use_s3_env
 
 
 def served_tag(client: TestClient, trained: Trained) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 from botocore.config import Config
 
 from tests.support.ports import free_port_block
@@ -147,3 +148,18 @@ def s3_env(server: S3Server) -> dict[str, str]:
     env = dict(os.environ)
     env.update(server.env)
     return env
+
+
+# Boto3 must see only the test server's settings, never a developer's profile or ~/.aws.
+_FOREIGN_AWS_ENV = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION")
+
+
+def use_s3_env(monkeypatch: pytest.MonkeyPatch, server: S3Server, tmp_path: Path) -> None:
+    """Point boto3 (in this process) at ``server`` and nothing else."""
+    for name in _FOREIGN_AWS_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name, value in server.env.items():
+        monkeypatch.setenv(name, value)

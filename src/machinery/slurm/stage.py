@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from machinery.errors import UserError
+from machinery.modelcard import sha256_file
 from machinery.params import load_yaml
 
 DVC_YAML = Path("dvc.yaml")
@@ -114,14 +115,6 @@ def expand(root: Path, paths: list[str]) -> list[str]:
     return sorted(files)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _param_values(root: Path, stage: Stage) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for file, keys in stage.params.items():
@@ -140,5 +133,5 @@ def identity(root: Path, stage: Stage, cmd: list[str], files: list[str]) -> str:
     header = {"stage": stage.name, "cmd": cmd, "params": _param_values(root, stage)}
     digest.update(json.dumps(header, sort_keys=True, default=str).encode())
     for rel in files:
-        digest.update(f"\0{rel}\0{_sha256(root / rel)}".encode())
+        digest.update(f"\0{rel}\0{sha256_file(root / rel)}".encode())
     return f"{stage.name}-{digest.hexdigest()[:16]}"
