@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.slurm.conftest import Cluster, Project, TimeoutRun, wait_for_line
+from tests.support.relay import TcpRelay
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("timeout_job")]
 
@@ -156,3 +157,37 @@ def test_bad_configuration_is_one_clear_line_and_leaves_nothing_running(
     runs = cluster.home_path(cluster.workdir[2:]) / "runs"
     leftovers = [p.name for p in runs.glob("work-*")] if runs.is_dir() else []
     assert not [n for n in leftovers if not (runs / n / "jobid").exists()]
+
+
+def test_login_node_gone_for_good_gives_up_and_a_rerun_reattaches(
+    cluster: Cluster, project_factory: Factory
+) -> None:
+    project = project_factory("mkdir -p out && sleep 6; echo done > out/x.txt")
+    relay = TcpRelay(cluster.info.ssh_port)
+    via_relay = cluster.env() | {
+        "MLOPS_SLURM_SSH_PORT": str(relay.port),
+        "MLOPS_SLURM_SSH_KNOWN_HOSTS": cluster.info.known_hosts.replace(
+            f"]:{cluster.info.ssh_port} ", f"]:{relay.port} "
+        ),
+        "MLOPS_SLURM_RECONNECT_TIMEOUT": "3",
+    }
+    proc = project.start(via_relay)
+    seen: list[str] = []
+    wait_for_line(seen, "RUNNING", proc, timeout=60)
+    relay.cut()
+    _, err = proc.communicate(timeout=60)
+    err = "".join(seen) + err
+
+    assert proc.returncode != 0
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err
+    assert "gave up reconnecting" in errors[0] and "rerun to reattach" in errors[0]
+
+    # The job ran on without us; once the login node is back, a rerun picks it up.
+    rerun = project.run(cluster.env())
+    assert rerun.returncode == 0, rerun.stderr
+    report = json.loads(project.report_path.read_text())
+    assert report["reattached"] is True and report["state"] == "COMPLETED"
+    assert cluster.jobs_named(f"mlops-{report['identity']}") == [report["job_id"]]
+    assert (project.path / "out/x.txt").read_text() == "done\n"
