@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
+from threadpoolctl import threadpool_limits
 
 from example.data import load_data_version, load_split
 from machinery.errors import exits_cleanly
@@ -130,7 +131,10 @@ def reference_stats(X: np.ndarray, y: np.ndarray, n_classes: int) -> Reference:
 
 def train(params: TrainParams, out_dir: Path = OUT_DIR) -> ModelCard:
     X, y = load_split("train")
-    pipeline = build_estimator(params).fit(X, y)
+    # Threaded BLAS reductions can round differently under load; one thread gives the same
+    # bytes for the same data and params on a laptop, a CI runner or a cluster node.
+    with threadpool_limits(limits=1):
+        pipeline = build_estimator(params).fit(X, y)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / MODEL_FILENAME
     export_onnx(pipeline, model_path)
