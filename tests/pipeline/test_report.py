@@ -57,7 +57,15 @@ def test_short_cluster_job_is_flagged(tmp_path: Path, reproduced: Workspace) -> 
     slurm = ws.path / "reports/slurm"
     slurm.mkdir(parents=True, exist_ok=True)
     (slurm / "train.json").write_text(
-        json.dumps({"transport": "ssh", "job_id": "17", "state": "COMPLETED", "run_time_s": 42.0})
+        json.dumps(
+            {
+                "transport": "ssh",
+                "job_id": "17",
+                "state": "COMPLETED",
+                "run_time_s": 42.0,
+                "short_job": True,
+            }
+        )
     )
     ws.run("mlops", "report")
     md = (ws.path / "reports/report.md").read_text()

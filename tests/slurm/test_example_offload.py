@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
+from machinery.modelcard import sha256_file
 from tests.slurm.conftest import Cluster
 from tests.support.workspace import Workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("timeout_job")]
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_dvc_repro_offloaded_train_matches_the_local_run(cluster: Cluster, tmp_path: Path) -> None:
@@ -33,7 +29,9 @@ def test_dvc_repro_offloaded_train_matches_the_local_run(cluster: Cluster, tmp_p
     assert report["alloc_cpus"] >= 1 and report["max_rss_bytes"] > 0
     assert report["total_cpu_s"] > 0 and report["cpu_efficiency"] is not None
     # The same code, data and params on the cluster give the same model and metrics.
-    assert sha256(remote.path / "models/model.onnx") == sha256(local.path / "models/model.onnx")
+    assert sha256_file(remote.path / "models/model.onnx") == sha256_file(
+        local.path / "models/model.onnx"
+    )
     local_metrics = json.loads((local.path / "eval/metrics.json").read_text())
     remote_metrics = json.loads((remote.path / "eval/metrics.json").read_text())
     assert remote_metrics == local_metrics

@@ -12,9 +12,6 @@ from typing import Any
 from machinery.errors import UserError
 from machinery.modelcard import CARD_FILENAME, ModelCard, read_card
 
-# Jobs shorter than this are cheaper on an ordinary CI runner than on a cluster.
-SHORT_JOB_SECONDS = 600
-
 
 @dataclass(frozen=True)
 class Image:
@@ -34,10 +31,9 @@ class SlurmJob:
 
     @property
     def short(self) -> bool:
-        """A cluster job under ``SHORT_JOB_SECONDS``: worth a note, it would be cheaper here."""
-        seconds = self.record.get("run_time_s")
+        """A cluster job the offload marked short: worth a note, it would be cheaper here."""
         offloaded = self.record.get("transport", "none") != "none"
-        return offloaded and isinstance(seconds, (int, float)) and seconds < SHORT_JOB_SECONDS
+        return offloaded and self.record.get("short_job") is True
 
     def rows(self) -> list[tuple[str, str]]:
         """The fields a reviewer reads, labelled and in units, in a fixed order."""

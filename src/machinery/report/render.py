@@ -10,7 +10,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from machinery.report.diff import DiffRow
-from machinery.report.inputs import SHORT_JOB_SECONDS, ReportInputs
+from machinery.report.inputs import ReportInputs
+from machinery.slurm.accounting import SHORT_JOB_S
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def render(context: ReportContext, template: str) -> str:
             ctx=context,
             card=context.inputs.card,
             generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            short_job_minutes=SHORT_JOB_SECONDS // 60,
+            short_job_minutes=int(SHORT_JOB_S // 60),
         )
     )
 
