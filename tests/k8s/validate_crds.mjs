@@ -1,5 +1,5 @@
 // Validate custom resources against their published schemas: the @kubernetes-models packages
-// (generated from Argo CD's, the Prometheus operator's and KEDA's own CRDs), installed by
+// (generated from Argo CD's and the Prometheus operator's own CRDs), installed by
 // .ci/install-k8s-tools into .local/node-tools.
 //   node tests/k8s/validate_crds.mjs NODE_TOOLS_DIR DOCS.json
 // DOCS.json is a list of resources. Prints one line per resource; exits 1 if any is invalid or
@@ -12,7 +12,6 @@ const [toolsDir, docsFile] = process.argv.slice(2);
 const MODELS = {
   "argoproj.io/v1alpha1": "argo-cd/argoproj.io/v1alpha1/index.js",
   "monitoring.coreos.com/v1": "prometheus-operator/monitoring.coreos.com/v1/index.js",
-  "keda.sh/v1alpha1": "keda/keda.sh/v1alpha1/index.js",
 };
 
 let failed = 0;
