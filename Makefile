@@ -32,7 +32,7 @@ test: setup system-deps ## run every test; integration tests are required
 test-unit: setup ## only the tests that need no external server
 	$(BIN)/pytest -m "not integration"
 
-lint: setup ## black --check, flake8, mypy --strict on src/ and service/
+lint: setup ## black --check, flake8, mypy --strict on src/, service/ and monitoring/
 	$(BIN)/black --check src service tests bench monitoring
 	$(BIN)/flake8 src service tests bench monitoring
 	$(BIN)/mypy
