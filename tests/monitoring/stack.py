@@ -133,9 +133,10 @@ class Server:
             self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.state
         )
         wait_for_port(self.port, timeout=timeout)
-        wait_until(lambda: self._answers(ready_path), timeout, f"{self.name} {ready_path}")
+        wait_until(lambda: self.answers(ready_path), timeout, f"{self.name} {ready_path}")
 
-    def _answers(self, path: str) -> bool:
+    def answers(self, path: str) -> bool:
+        """True when ``path`` answers 2xx (an HTTP error or no connection: False)."""
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"{self.name} exited: {self.log()[-2000:]}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import time
 import urllib.error
@@ -31,6 +32,7 @@ from tests.monitoring.exprs import (
     rule_expressions,
 )
 from tests.monitoring.stack import (
+    RULES,
     TARGET_LABELS,
     Alertmanager,
     InferenceService,
@@ -147,9 +149,7 @@ def test_two_alert_conditions_reach_the_webhook_and_resolve(stack: Stack) -> Non
 
 
 def test_prometheus_api_reads_back_the_request_counter_and_model_info(stack: Stack) -> None:
-    wait_until(
-        lambda: _status(f"{stack.service.base}/health/ready") == 200, 90, "the service ready"
-    )
+    wait_until(lambda: stack.service.answers("/health/ready"), 90, "the service ready")
     base = stack.prometheus.query('sum(mlops_http_requests_total{route="/predict"})')
     before = float(base[0]["value"][1]) if base else 0.0
     for i in range(3):
@@ -194,20 +194,8 @@ def test_every_expression_uses_only_metrics_the_live_service_exports(stack: Stac
 
 
 def test_compressed_rules_keep_every_expression() -> None:
-    from tests.monitoring.stack import RULES
-
     original = RULES.read_text()
     compressed = compress_time(original)
     assert "for: 5s" in compressed and "[5s]" in compressed and "offset 15s" in compressed
-    strip = __import__("re").compile(r"\d+[smhd]\b")
+    strip = re.compile(r"\d+[smhd]\b")
     assert strip.sub("D", compressed) == strip.sub("D", original)
-
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
