@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.comment.conftest import Mlops
 from tests.support.forge_server import (
     FORGEJO_READ_TOKEN,
     GITLAB_JOB_TOKEN,
@@ -15,7 +14,7 @@ from tests.support.forge_server import (
     ForgeServer,
 )
 from tests.support.markdown import image_urls, table_with_header, tables
-from tests.support.report_project import IMAGES, PER_CLASS, ReportProject
+from tests.support.report_project import IMAGES, PER_CLASS, Mlops, ReportProject
 
 MARKER = "<!-- mlops-comment: ci -->"
 

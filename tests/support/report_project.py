@@ -15,10 +15,12 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import pytest
 import yaml
 from PIL import Image, ImageDraw
+from typer.testing import CliRunner, Result
 
 from tests.support.fixture_models import build_fixture_model
 
@@ -133,3 +135,44 @@ def build_report_project(dest: Path, card_cache: Path) -> ReportProject:
     (dest / "params.yaml").write_text(yaml.safe_dump(params))
     project.run("git", "commit", "-q", "-am", "C=2")
     return project
+
+
+# -- fixtures: import them into a conftest or test module -----------------------------------
+
+
+@pytest.fixture(scope="session")
+def report_project_template(tmp_path_factory: pytest.TempPathFactory) -> ReportProject:
+    base = tmp_path_factory.mktemp("report-project")
+    return build_report_project(base / "project", base / "card")
+
+
+@pytest.fixture
+def project(
+    report_project_template: ReportProject, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> ReportProject:
+    """A private copy of the fixture project, as the current directory, with a clean env."""
+    dest = tmp_path / "project"
+    shutil.copytree(report_project_template.path, dest, symlinks=True)
+    clean = env()
+    for key in list(os.environ):
+        monkeypatch.delenv(key)
+    for key, value in clean.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(dest)
+    return ReportProject(dest)
+
+
+Mlops = Callable[..., Result]
+
+
+@pytest.fixture
+def mlops(monkeypatch: pytest.MonkeyPatch) -> Mlops:
+    """``mlops ARGS`` in this process (the real CLI app), with extra environment variables."""
+    from machinery.cli import app
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Result:
+        for key, value in (env or {}).items():
+            monkeypatch.setenv(key, value)
+        return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+    return run

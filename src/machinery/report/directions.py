@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 Direction = Literal["higher", "lower", "none"]
 Judgement = Literal["better", "worse", "same", ""]
@@ -24,6 +24,17 @@ class ReportParams(BaseModel):
 
     headline: str = ""
     directions: dict[str, Direction] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_baseline(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "baseline" in data:
+            raise ValueError(
+                "baseline is no longer a param (a cached report would keep a stale diff): delete"
+                " it; the PR comment diffs against the target branch, and"
+                " `mlops report --baseline REV` diffs locally"
+            )
+        return data
 
 
 def direction(key: str, overrides: dict[str, Direction]) -> Direction:
