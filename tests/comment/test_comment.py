@@ -138,6 +138,8 @@ def _gitlab(forge: ForgeServer, **changes: str | None) -> dict[str, str]:
         ("forgejo bad token", "MLOPS_COMMENT_TOKEN was rejected (401: user does not exist)"),
         ("forgejo unreachable", "cannot reach http://127.0.0.1:9 (ConnectError): check GITHUB_"),
         ("not a PR", "CI_MERGE_REQUEST_IID is not set: not a merge/pull request pipeline?"),
+        ("server error", "GitLab answered 502: 502 injected by the test"),
+        ("forgejo unknown PR", "Forgejo repository owner/project or pull request #999 not found"),
     ],
 )
 def test_a_failed_comment_is_one_line_and_fails_only_when_asked(
@@ -161,7 +163,12 @@ def test_a_failed_comment_is_one_line_and_fails_only_when_asked(
         "forgejo bad token": {**forgejo, "MLOPS_COMMENT_TOKEN": "revoked"},
         "forgejo unreachable": {**forgejo, "GITHUB_SERVER_URL": "http://127.0.0.1:9"},
         "not a PR": _gitlab(forge_server, CI_MERGE_REQUEST_IID=""),
+        "server error": _gitlab(forge_server),
+        "forgejo unknown PR": {**forgejo, "MLOPS_COMMENT_FORGE": "forgejo"},
     }[case]
+    args = ["--target", "pr/999"] if case == "forgejo unknown PR" else []
+    if case == "server error":
+        forge_server.fail_next(502, times=2, path_contains="/notes")
     if case == "job token":
         env.pop("MLOPS_COMMENT_TOKEN")
     if case == "no token":
@@ -169,12 +176,12 @@ def test_a_failed_comment_is_one_line_and_fails_only_when_asked(
     for key in ("MLOPS_COMMENT_TOKEN", "CI_JOB_TOKEN"):
         monkeypatch.delenv(key, raising=False)
 
-    soft = mlops("comment", env=env)
+    soft = mlops("comment", *args, env=env)
     assert soft.exit_code == 0  # a comment must not turn a green pipeline red...
     assert soft.stderr.count("\n") == 1 and "Traceback" not in soft.output  # ...but it shows
     assert soft.stderr.startswith("comment: ") and expected in soft.stderr
     assert soft.stderr.rstrip().endswith("- comment not posted")
-    hard = mlops("comment", "--fail-on-error", env=env)
+    hard = mlops("comment", "--fail-on-error", *args, env=env)
     assert hard.exit_code == 1 and hard.stderr == soft.stderr
     assert [n for n in forge_server.gitlab_notes() + forge_server.forgejo_comments()] == []
 
