@@ -3,6 +3,8 @@ through the forge's API, and one clear line for every way posting can fail."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -198,3 +200,22 @@ def test_dry_run_outside_ci_previews_the_workspace_without_a_forge(
     diffed = mlops("comment", "--dry-run", "--baseline", "main")
     assert "**accuracy 0.98 → 0.9844 (+0.0044, better) vs main**" in diffed.stdout
     assert len(tables(diffed.stdout)) == len(tables(plain.stdout)) + 2
+
+
+@pytest.mark.integration
+def test_the_installed_command_posts_and_fails_as_a_ci_job_sees_it(
+    project: ReportProject, forge_server: ForgeServer
+) -> None:
+    """The console script in a subprocess, as the CI job runs it: stdout/stderr and exit code."""
+    env = {**os.environ, **forge_server.gitlab_env(), "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": ""}
+    ok = subprocess.run(["mlops", "comment"], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("comment: created note"), ok.stderr
+    env["MLOPS_COMMENT_TOKEN"] = "glpat-revoked"
+    bad = subprocess.run(
+        ["mlops", "comment", "--fail-on-error"], env=env, capture_output=True, text=True
+    )
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.splitlines() == [
+        "comment: the token in MLOPS_COMMENT_TOKEN was rejected (401 Unauthorized): set it to a"
+        " project access token with scope api, role Reporter or above - comment not posted"
+    ]
