@@ -77,7 +77,8 @@ def test_gitlab_posts_one_note_and_updates_it_with_the_diff_against_the_target(
         [row["label"], *(f"{row[k]:g}" for k in ("precision", "recall", "f1", "support"))]
         for row in PER_CLASS
     ]
-    assert ["job id", "4711"] in table_with_header(body, "field")
+    assert ["job id", "4711"] in table_with_header(body, "field")  # in a collapsed block
+    assert "job id 4711 · state COMPLETED · run time 754.0 s · stage efficiency E 86.2 %" in body
     _assert_images_on_forge(body, forge_server, project)
 
 
