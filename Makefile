@@ -83,3 +83,19 @@ cluster-down: setup ## stop the local Slurm cluster started by cluster-up
 
 bench-offload: setup system-deps ## offload overhead of the train stage on a local Slurm (cold and warm)
 	$(BIN)/python bench/offload.py
+
+# --- image ---
+# CI variables (GitLab's CI_REGISTRY_* by default; IMAGE_* for Forgejo/Harbor): docs/image.md.
+.PHONY: image sbom image-base bench-image
+image: setup ## build service/Dockerfile (buildah), push NAME:COMMIT_SHA, write reports/image.json
+	$(BIN)/mlops image build
+	$(BIN)/mlops image push
+
+sbom: setup ## CycloneDX SBOM of the built image's Python packages -> reports/sbom.cdx.json
+	$(BIN)/mlops image sbom
+
+image-base: ## no registry to pull from: make localhost/python:3.11-slim-bookworm from Debian (root)
+	bash .ci/image/bootstrap-base --import
+
+bench-image: setup system-deps ## image size, cold and warm build seconds (private storage, removed)
+	$(BIN)/python bench/image.py
