@@ -196,10 +196,6 @@ def test_runs_as_non_root_with_only_the_model_cache_writable(
 def test_healthcheck_probes_the_configured_port(
     image_storage: ImageStorage, built_image: BuiltImage, running: Running
 ) -> None:
-    health = image_storage.podman(
-        "image", "inspect", "--format", "{{json .Config.Healthcheck}}", built_image.reference
-    )
-    assert "service.healthcheck" in health and "8000" not in health, health
     # Ready first (the checks script waits for it), then the image's own HEALTHCHECK.
     exec_python(image_storage, running.name, CHECKS, str(PORT), "-", "")
     result = subprocess.run(
@@ -210,6 +206,10 @@ def test_healthcheck_probes_the_configured_port(
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    health = image_storage.podman(
+        "image", "inspect", "--format", "{{json .Config.Healthcheck}}", built_image.reference
+    )
+    assert "service.healthcheck" in health and "8000" not in health, health
 
 
 def test_stop_during_start_up_is_prompt(
