@@ -97,19 +97,7 @@ def start(storage: ImageStorage, image: BuiltImage, name: str, registry: Path, *
         "--detach",
         "--name",
         name,
-        *storage.run_args(),
-        "--read-only",
-        "--read-only-tmpfs=false",  # no tmpfs on /tmp, /var/tmp, /run: only the cache below
-        "--tmpfs",
-        "/tmp/model-cache:rw,mode=1777",
-        "--volume",
-        f"{registry}:/registry:ro",
-        "--health-interval",
-        "disable",  # no systemd timer here; `podman healthcheck run` checks on demand
-        "--env",
-        "MLOPS_REGISTRY_URL=/registry",
-        "--env",
-        f"MLOPS_MODEL_ALIAS={ALIAS}",
+        *storage.service_args(registry, ALIAS),
         *[flag for value in env for flag in ("--env", value)],
         image.reference,
     )

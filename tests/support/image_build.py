@@ -98,7 +98,12 @@ class ImageStorage:
         return env
 
     def ensure_base(self) -> None:
-        """Import the Debian-made base image (bootstrapping it first on a fresh machine)."""
+        """Import the Debian-made base image (bootstrapping it first on a fresh machine).
+
+        The shared cache is taken first if the caller did not (``open()``), so no other
+        session wipes it while this one builds."""
+        if self._lock is None and self.root_dir == CACHE_DIR / "test-storage":
+            self.open()
         result = subprocess.run(
             ["bash", str(REPO / ".ci/image/bootstrap-base"), "--import"],
             env=self.env(),
@@ -128,6 +133,25 @@ class ImageStorage:
             "nproc=4096:4096",
             "--network",
             "none",
+        ]
+
+    def service_args(self, registry: Path, alias: str) -> list[str]:
+        """``podman run`` flags for the service as a cluster runs it: read-only root with only
+        the model cache writable (no tmpfs on /tmp, /run), a registry directory read-only."""
+        return [
+            *self.run_args(),
+            "--health-interval",
+            "disable",  # no systemd here for the timer; `podman healthcheck run` works
+            "--read-only",
+            "--read-only-tmpfs=false",
+            "--tmpfs",
+            "/tmp/model-cache:rw,mode=1777",
+            "--volume",
+            f"{registry}:/registry:ro",
+            "--env",
+            "MLOPS_REGISTRY_URL=/registry",
+            "--env",
+            f"MLOPS_MODEL_ALIAS={alias}",
         ]
 
     def remove(self) -> None:
