@@ -21,7 +21,8 @@ from tests.image.conftest import BuiltImage
 from tests.support.fixture_models import FixtureModel, build_fixture_model
 from tests.support.image_build import ImageStorage
 
-pytestmark = pytest.mark.integration
+# The first test here may build the image from nothing (a fresh machine under load: minutes).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 PORT = 8123  # not the image's default 8000: the HEALTHCHECK must follow MLOPS_PORT
 TAG = "fixture-image-v1"
