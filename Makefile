@@ -92,3 +92,19 @@ dashboards: setup ## regenerate monitoring/dashboards/*.json and monitoring/prom
 
 k8s-render: setup ## print the manifests Argo CD applies for ENV (staging or prod)
 	$(BIN)/kubectl kustomize k8s/overlays/$(or $(ENV),staging)
+
+# --- image ---
+# CI variables (GitLab's CI_REGISTRY_* by default; IMAGE_* for Forgejo/Harbor): docs/image.md.
+.PHONY: image sbom image-base bench-image
+image: setup ## build service/Dockerfile (buildah), push NAME:COMMIT_SHA, write reports/image.json
+	$(BIN)/mlops image build
+	$(BIN)/mlops image push
+
+sbom: setup ## CycloneDX SBOM of the built image's Python packages -> reports/sbom.cdx.json
+	$(BIN)/mlops image sbom
+
+image-base: ## no registry to pull from: make localhost/python:3.11-slim-bookworm from Debian (root)
+	bash .ci/image/bootstrap-base --import
+
+bench-image: setup system-deps ## image size, cold and warm build seconds (private storage, removed)
+	$(BIN)/python bench/image.py

@@ -8,6 +8,7 @@ from __future__ import annotations
 import typer
 
 from machinery.comment.cli import comment
+from machinery.image.cli import app as image_app
 from machinery.registry.cli import app as registry_app
 from machinery.report.cli import report
 from machinery.slurm.command import OFFLOAD_OPTIONS, offload
@@ -29,6 +30,7 @@ def _root() -> None:
 
 # Sub-apps (one line each, alphabetical).
 app.command("comment")(comment)
+app.add_typer(image_app, name="image")
 app.command("offload", **OFFLOAD_OPTIONS)(offload)
 app.add_typer(registry_app, name="registry")
 app.command("report")(report)
