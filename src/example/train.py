@@ -33,8 +33,8 @@ from machinery.modelcard import (
     Reference,
     TensorSpec,
     code_commit,
+    created_time,
     library_versions,
-    now_utc,
     sha256_file,
     write_card,
 )
@@ -156,7 +156,7 @@ def train(params: TrainParams, out_dir: Path = OUT_DIR) -> ModelCard:
             "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy"
         ),
         onnx_sha256=sha256_file(model_path),
-        created=now_utc(),
+        created=created_time(),
         reference=reference_stats(X, y, len(labels)),
     )
     write_card(card, out_dir)
