@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,9 @@ def test_fork_changes_nothing_outside_the_example_params_and_dvc_yaml(forked: Wo
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.timeout(1800)
-def test_template_tests_pass_in_the_fork(forked: Workspace, tmp_path: Path) -> None:
+def test_template_tests_pass_in_the_fork(forked: Workspace) -> None:
+    # A short base: unix sockets of the servers the tests start must fit in 108 bytes.
+    basetemp = Path(tempfile.mkdtemp(prefix="fork-", dir="/tmp"))
     deselect = [arg for node in NOT_YET_FORK_SAFE for arg in ("--deselect", node)]
     deselect += [f"--ignore={path}" for path in NOT_IN_THE_FORK]
     proc = forked.run(
@@ -91,11 +94,12 @@ def test_template_tests_pass_in_the_fork(forked: Workspace, tmp_path: Path) -> N
         "-q",
         "-p",
         "no:cacheprovider",
-        f"--basetemp={tmp_path / 'pytest'}",
+        f"--basetemp={basetemp / 'pytest'}",
         *deselect,
         *IN_THE_FORK,
         check=False,
     )
+    shutil.rmtree(basetemp, ignore_errors=True)
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     assert (
         proc.returncode == 0
