@@ -136,13 +136,3 @@ def test_changing_any_code_dep_marks_its_stage_changed(workspace: Workspace) -> 
             assert any(
                 rel == dep or rel.startswith(dep.rstrip("/") + "/") for dep in changed
             ), f"{rel} changed but stage {stage!r} would not re-run: {status.get(stage)}"
-
-
-@pytest.mark.slow
-def test_a_machinery_change_reruns_the_stages_that_import_it(workspace: Workspace) -> None:
-    """A real ``dvc repro`` after editing ``machinery/modelcard.py``: train re-runs first; data
-    (which does not import it) does not."""
-    path = workspace.path / "src/machinery/modelcard.py"
-    path.write_text(path.read_text() + "\n# touched by the test\n")
-    ran = workspace.stages_run(workspace.dvc("repro").stdout)
-    assert ran and ran[0] == "train" and "data" not in ran, ran
