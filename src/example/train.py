@@ -33,8 +33,8 @@ from machinery.modelcard import (
     Reference,
     TensorSpec,
     code_commit,
-    created_time,
     library_versions,
+    now_utc,
     sha256_file,
     write_card,
     write_onnx,
@@ -157,7 +157,7 @@ def train(params: TrainParams, out_dir: Path = OUT_DIR) -> ModelCard:
             "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy"
         ),
         onnx_sha256=sha256_file(model_path),
-        created=created_time(),
+        created=now_utc(),
         reference=reference_stats(X, y, len(labels)),
     )
     write_card(card, out_dir)

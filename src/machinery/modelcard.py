@@ -104,18 +104,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-# A commit that only records the pipeline's results (dvc.lock) changes no code: it is not the
-# code's commit. Leaving it out keeps a committed dvc.lock reproducible from a fresh clone.
-_NOT_CODE = ":(exclude)dvc.lock"
-
-
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
-
-
 def code_commit() -> str:
-    """The last commit that changed the code (anything but ``dvc.lock``); ``+dirty`` when the
-    workspace has uncommitted changes besides ``dvc.lock``.
+    """The commit the code was trained from; ``+dirty`` when the workspace has changes.
 
     An offloaded stage runs from a snapshot without ``.git``; the offload passes the commit in
     ``MLOPS_CODE_COMMIT``.
@@ -123,26 +113,18 @@ def code_commit() -> str:
     if os.environ.get("MLOPS_CODE_COMMIT"):
         return os.environ["MLOPS_CODE_COMMIT"]
     try:
-        sha = _git("log", "-1", "--format=%H", "--", ".", _NOT_CODE) or _git("rev-parse", "HEAD")
-        dirty = _git("status", "--porcelain", "--untracked-files=no", "--", ".", _NOT_CODE)
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return f"{sha}+dirty" if dirty else sha
-
-
-def created_time() -> datetime:
-    """The card's ``created``: when the code commit was made, so the same commit gives the same
-    card byte for byte (as reproducible builds use SOURCE_DATE_EPOCH); now for uncommitted
-    code or without git."""
-    commit = code_commit()
-    if commit == "unknown" or commit.endswith("+dirty"):
-        return now_utc()
-    try:
-        return datetime.fromisoformat(_git("show", "-s", "--format=%cI", commit)).astimezone(
-            timezone.utc
-        )
-    except (OSError, ValueError, subprocess.CalledProcessError):
-        return now_utc()
 
 
 def write_onnx(model: Any, path: Path) -> str:

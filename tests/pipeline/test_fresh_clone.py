@@ -2,8 +2,9 @@
 every tracked file as committed.
 
 The one allowance: outputs that record *this* run rather than the code, data and params (the
-job record's run time and memory, the report's generation time). Their hashes in ``dvc.lock``
-differ from run to run, and nothing else may.
+card's commit and creation time, the job record's run time and memory, the report's generation
+time). Their hashes in ``dvc.lock`` differ from run to run, and nothing else may: the model's
+bytes, the data split, the metrics and the plots must come out as committed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import yaml
 from tests.support.workspace import REPO, Workspace
 
 RUN_RECORDS = {
+    "models/model_card.json": "the model card: the commit and the time it was trained at",
     "reports/slurm/train.json": "the train job's record: run time, CPU time, MaxRSS",
     "reports/report.md": "the report: generation time and the job record's figures",
     "reports/report.html": "the same report as HTML",

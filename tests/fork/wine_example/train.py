@@ -44,7 +44,7 @@ def main() -> None:
         code_commit=mc.code_commit(),
         library_versions=mc.library_versions("scikit-learn", "skl2onnx"),
         onnx_sha256=mc.sha256_file(OUT / mc.MODEL_FILENAME),
-        created=mc.created_time(),
+        created=mc.now_utc(),
     )
     mc.write_card(card, OUT)
 
