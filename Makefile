@@ -8,7 +8,7 @@ STAMP := $(VENV)/.synced
 
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help setup run test test-unit lint format lock system-deps bench clean
+.PHONY: help setup run example-image test test-unit lint format lock system-deps bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -25,6 +25,10 @@ setup: $(STAMP) ## create .venv from the hashed lock (idempotent)
 run: setup ## run the whole example pipeline on embedded defaults
 	$(BIN)/dvc repro
 	@$(BIN)/mlops where
+
+EXAMPLE_IMAGE ?= .local/example.png
+example-image: setup ## write a picture for the example model to .local/example.png (dark ink on light)
+	$(BIN)/python -m example.sample $(EXAMPLE_IMAGE)
 
 test: setup system-deps ## run every test; integration tests are required
 	$(BIN)/pytest
@@ -49,8 +53,9 @@ system-deps: ## install the servers the integration tests use (apt, as root; no-
 	@bash .ci/install-system
 	@bash .ci/install-k8s-tools
 
-clean: ## remove pipeline outputs (not the venv)
-	rm -rf data models eval reports .local
+clean: ## remove pipeline outputs and .local (not the venv, not tracked files)
+	git clean -fdXq -- data models eval reports
+	rm -rf .local
 
 # --- area targets (service, registry, slurm) go below this line ---
 

@@ -1,8 +1,9 @@
-"""Offload overhead of the example train stage: offloaded wall time minus local wall time.
+"""Offload overhead of the train stage: offloaded wall time minus local wall time.
 
     make bench-offload          (root: starts a local Slurm + sshd, stops it afterwards)
 
-Runs ``mlops offload train -- python -m example.train`` in a throwaway copy of the repo, first
+Runs the train stage's command from ``dvc.yaml`` (whatever example the repository holds) through
+``mlops offload train`` in a throwaway copy of the repo, first
 with transport none (here), then over SSH to the local cluster: once cold (the cluster-side venv
 is built) and several times warm. Prints the overhead broken into connect, stage-in, environment,
 queue wait, run, detection, stage-out and accounting, and writes bench/results/offload.json.
@@ -15,6 +16,7 @@ import json
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -31,7 +33,7 @@ from machinery.slurm.localcluster.cluster import ClusterInfo, LocalCluster  # no
 from tests.support.workspace import Workspace  # noqa: E402
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
-CMD = ["python", "-m", "example.train"]
+DVC = str(Path(sys.executable).parent / "dvc")
 PHASES = [
     "connect",
     "stage_in",
@@ -52,12 +54,24 @@ def env_for(ws: Path, extra: dict[str, str]) -> dict[str, str]:
     return {**env, **extra}
 
 
+def train_command(ws: Path) -> list[str]:
+    """What ``mlops offload train --`` runs, as dvc.yaml says."""
+    import yaml
+
+    argv = shlex.split(yaml.safe_load((ws / "dvc.yaml").read_text())["stages"]["train"]["cmd"])
+    return argv[argv.index("--") + 1 :] if "--" in argv else argv
+
+
 def run_train(ws: Path, env: dict[str, str]) -> tuple[float, dict[str, Any]]:
     # A fresh file in the workspace makes a new job identity (a retry would reattach).
     (ws / "bench-nonce.txt").write_text(secrets.token_hex(8))
     started = time.monotonic()
     proc = subprocess.run(
-        [MLOPS, "offload", "train", "--", *CMD], cwd=ws, env=env, capture_output=True, text=True
+        [MLOPS, "offload", "train", "--", *train_command(ws)],
+        cwd=ws,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     wall = time.monotonic() - started
     if proc.returncode != 0:
@@ -85,12 +99,10 @@ def main() -> None:
             cluster = LocalCluster(tmp / "cluster")
             info = cluster.up()
         ws = Workspace.clone(tmp / "ws").path
-        subprocess.run(
-            [sys.executable, "-m", "example.data"], cwd=ws, env=env_for(ws, {}), check=True
-        )
         local_env = env_for(ws, {"MLOPS_SLURM_TRANSPORT": "none"})
-        # The first local run warms the page cache and the imports' bytecode.
-        run_train(ws, local_env)
+        # The stages before train, and a first local train that warms the page cache and the
+        # imports' bytecode.
+        subprocess.run([DVC, "repro", "train"], cwd=ws, env=local_env, check=True)
         local = [run_train(ws, local_env) for _ in range(args.local)]
         local_wall = statistics.median(w for w, _ in local)
         local_run = statistics.median(r["run_time_s"] for _, r in local)
@@ -134,7 +146,7 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "offload.json").write_text(json.dumps(results, indent=2) + "\n")
 
-    print(f"example train stage: local wall {local_wall:.2f} s (median of {args.local})")
+    print(f"train stage: local wall {local_wall:.2f} s (median of {args.local})")
     print(f"{'':14}{'cold':>9}{'warm':>9}   (warm = median of {args.warm}; seconds)")
     for phase in PHASES:
         print(f"  {phase:12}{cold_row[phase]:9.3f}{warm_median[phase]:9.3f}")

@@ -37,6 +37,7 @@ from machinery.modelcard import (
     now_utc,
     sha256_file,
     write_card,
+    write_onnx,
 )
 from machinery.params import load_section
 
@@ -116,7 +117,7 @@ def export_onnx(pipeline: Pipeline, path: Path) -> None:
             options={id(pipeline.steps[-1][1]): {"zipmap": False}},
             target_opset={"": 17, "ai.onnx.ml": 3},
         )
-    path.write_bytes(onx.SerializeToString())
+    write_onnx(onx, path)
 
 
 def reference_stats(X: np.ndarray, y: np.ndarray, n_classes: int) -> Reference:

@@ -127,6 +127,22 @@ def code_commit() -> str:
     return f"{sha}+dirty" if dirty else sha
 
 
+def write_onnx(model: Any, path: Path) -> str:
+    """Serialize an ONNX ``ModelProto`` to ``path`` reproducibly; return its sha256.
+
+    skl2onnx gathers the opset imports in a set, so their order follows Python's per-process
+    string hashing: the same model came out as two different files about one run in two.
+    Sorting them by domain gives the same bytes for the same model, so ``dvc.lock`` holds.
+    """
+    opsets = sorted((o.domain, o.version) for o in model.opset_import)
+    del model.opset_import[:]
+    for domain, version in opsets:
+        entry = model.opset_import.add()
+        entry.domain, entry.version = domain, version
+    path.write_bytes(model.SerializeToString())
+    return sha256_file(path)
+
+
 def library_versions(*names: str) -> dict[str, str]:
     versions: dict[str, str] = {}
     for name in names:

@@ -1,47 +1,114 @@
-"""DESIGN's fork test: another dataset and estimator touch only src/example, params.yaml, dvc.yaml.
+"""The fork, performed: another example swapped in, and the template's tests run against it.
 
-The wine example below has a different input (13 tabular features, no image preprocessing),
-other labels and another estimator family; the report and the registry take it unchanged.
+A forker replaces ``src/example/``, ``params.yaml`` (and ``dvc.yaml`` when their stages differ)
+and the example's own tests in ``tests/example/``. Here that is the wine example: 13 tabular
+features, no image preprocessing, three named labels, gradient boosting. The fork must need
+nothing else, and the template's tests must pass in it unchanged.
+
+What runs in the fork, and why that set is the guard (CI's 40 minutes cannot hold the whole
+suite twice): every template test that consumes what the example produces runs for real in
+the fork — ``tests/pipeline/`` (``dvc repro`` of the forked pipeline end to end, re-run rules,
+deps, baseline diff, report, the S3 remote), the forker's own ``tests/example/``, and here the
+forked model published to a real S3 registry and served by the service. The other template
+tests (registry, service, slurm, CI, k8s) run on fixture models of their own and touch the
+example only if they import it or read its files: ``test_independence.py`` refuses that for
+every file, cheaply, in the main suite.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from machinery.registry import Registry
+from tests.support.s3 import S3Server, use_s3_env
 from tests.support.workspace import Workspace
 
 HERE = Path(__file__).parent
-FORKER_MAY_TOUCH = ("src/example/", "params.yaml", "dvc.yaml", "dvc.lock")
+FORKER_MAY_TOUCH = ("src/example/", "tests/example/", "params.yaml", "dvc.yaml", "dvc.lock")
+IN_THE_FORK = ["tests/pipeline", "tests/example", "tests/fork/test_independence.py"]
+# Pipeline-area tests that read nothing the example makes (fixture models, params of their
+# own); the static scan covers them, so the fork does not pay for them twice.
+NOT_IN_THE_FORK = [
+    "tests/pipeline/test_hints.py",
+    "tests/pipeline/test_params.py",
+    "tests/pipeline/test_where.py",
+]
+# Template tests that still read the digits example (their owners are moving them to fixture
+# models or to tests/example/); each entry is a known hole in the guard, to be emptied.
+NOT_YET_FORK_SAFE = [
+    # i10comment (issue 12 item 1) moves these digits assertions to fixture data:
+    "tests/pipeline/test_report.py::"
+    "test_html_report_is_self_contained_and_shows_the_confusion_matrix",
+    "tests/pipeline/test_report.py::test_markdown_report_has_metrics_params_and_plots",
+]
+
+
+def fork(dest: Path) -> Workspace:
+    """Copy the repository as it is (uncommitted changes included) and swap the example."""
+    ws = Workspace.clone(dest)
+    for target, source in (("src/example", "wine_example"), ("tests/example", "wine_tests")):
+        shutil.rmtree(ws.path / target)
+        shutil.copytree(HERE / source, ws.path / target)
+    shutil.copy(HERE / "wine_params.yaml", ws.path / "params.yaml")
+    ws.git("add", "-A")
+    ws.git("commit", "-q", "-m", "fork: wine model")
+    return ws
 
 
 @pytest.fixture(scope="module")
 def forked(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    ws = Workspace.clone(tmp_path_factory.mktemp("fork") / "ws")
-    shutil.rmtree(ws.path / "src/example")
-    shutil.copytree(HERE / "wine_example", ws.path / "src/example")
-    shutil.copy(HERE / "wine_params.yaml", ws.path / "params.yaml")
-    ws.git("add", "-A")
-    ws.git("commit", "-q", "-m", "fork: wine model")
+    """The fork after its first ``make run``, with the new ``dvc.lock`` committed."""
+    ws = fork(tmp_path_factory.mktemp("fork") / "ws")
     ws.dvc("repro")
+    ws.git("add", "dvc.lock")
+    ws.git("commit", "-q", "-m", "fork: dvc.lock of the wine pipeline")
     return ws
 
 
 @pytest.mark.slow
 def test_fork_changes_nothing_outside_the_example_params_and_dvc_yaml(forked: Workspace) -> None:
-    changed = forked.git("diff", "--name-only", "HEAD~1", "HEAD").stdout.split()
+    template = forked.git("rev-list", "--max-parents=0", "HEAD").stdout.strip()
+    changed = forked.git("diff", "--name-only", template, "HEAD").stdout.split()
     assert changed and all(path.startswith(FORKER_MAY_TOUCH) for path in changed), changed
 
 
 @pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(1800)
+def test_template_tests_pass_in_the_fork(forked: Workspace) -> None:
+    # A short base: unix sockets of the servers the tests start must fit in 108 bytes.
+    basetemp = Path(tempfile.mkdtemp(prefix="fork-", dir="/tmp"))
+    deselect = [arg for node in NOT_YET_FORK_SAFE for arg in ("--deselect", node)]
+    deselect += [f"--ignore={path}" for path in NOT_IN_THE_FORK]
+    proc = forked.run(
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--basetemp={basetemp / 'pytest'}",
+        *deselect,
+        *IN_THE_FORK,
+        check=False,
+    )
+    shutil.rmtree(basetemp, ignore_errors=True)
+    summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    assert (
+        proc.returncode == 0
+    ), f"template tests fail in the fork: {summary}\n{proc.stdout[-6000:]}"
+    assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+
+
+@pytest.mark.slow
 def test_fork_runs_the_whole_pipeline_and_reports_its_own_model(forked: Workspace) -> None:
-    metrics = json.loads((forked.path / "eval/metrics.json").read_text())
-    assert metrics["accuracy"] > 0.85
     md = (forked.path / "reports/report.md").read_text()
     assert "`wine-quality-grader` (gradient_boosting)" in md
     assert "input `features`: N × 13, float32" in md
@@ -50,8 +117,16 @@ def test_fork_runs_the_whole_pipeline_and_reports_its_own_model(forked: Workspac
 
 
 @pytest.mark.slow
-def test_fork_model_publishes_to_the_registry_unchanged(forked: Workspace, tmp_path: Path) -> None:
-    registry = Registry.from_url(str(tmp_path / "registry"))
+@pytest.mark.integration
+def test_fork_model_publishes_to_an_s3_registry_unchanged(
+    forked: Workspace,
+    s3_server: S3Server,
+    s3_bucket: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    use_s3_env(monkeypatch, s3_server, tmp_path)
+    registry = Registry.from_url(f"s3://{s3_bucket}/registry")
     metrics = json.loads((forked.path / "eval/metrics.json").read_text())
     meta = registry.publish("wine-v1", forked.path / "models", metrics=metrics)
     assert meta.card.input.shape == [None, 13] and meta.card.preprocessing is None

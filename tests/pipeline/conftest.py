@@ -4,15 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.workspace import Workspace
+from tests.support.workspace import Workspace, reproduced_once
 
 
 @pytest.fixture(scope="session")
 def reproduced(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """The repository after one full ``dvc repro`` on embedded defaults (shared, read-only)."""
-    ws = Workspace.clone(tmp_path_factory.mktemp("repo") / "ws")
-    ws.dvc("repro")
-    return ws
+    return reproduced_once(tmp_path_factory.getbasetemp() / "reproduced")
 
 
 @pytest.fixture

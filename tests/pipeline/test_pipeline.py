@@ -1,4 +1,5 @@
-"""The example pipeline as a DVC user drives it: repro, params changes, experiments, diffs."""
+"""The pipeline as a DVC user drives it, whatever example ``src/example`` holds: the contract
+files, re-run rules and the baseline diff, through params and metrics the tests add themselves."""
 
 from __future__ import annotations
 
@@ -7,42 +8,34 @@ import re
 
 import onnxruntime as ort
 import pytest
+import yaml
 
 from machinery.modelcard import read_card, sha256_file
 from tests.support.workspace import Workspace
 
-STAGES = ["data", "train", "evaluate", "report"]
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.slow
-def test_full_pipeline_meets_accuracy_and_writes_every_contract_file(
-    reproduced: Workspace,
-) -> None:
+def test_full_pipeline_writes_every_contract_file(reproduced: Workspace) -> None:
     ws = reproduced.path
-    metrics = json.loads((ws / "eval/metrics.json").read_text())
-    assert metrics["accuracy"] >= 0.95
-    assert set(metrics["f1_per_class"]) == {str(d) for d in range(10)}
-
     card = read_card(ws / "models/model_card.json")
     assert card.onnx_sha256 == sha256_file(ws / "models/model.onnx")
-    assert card.input.shape == [None, 64]
-    assert card.preprocessing is not None and (
-        card.preprocessing.width,
-        card.preprocessing.height,
-    ) == (8, 8)
-    assert (
-        card.data_version
-        == json.loads((ws / "data/prepared/data_version.json").read_text())["data_version"]
-    )
     assert re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", card.code_commit)
-    assert {"scikit-learn", "skl2onnx", "onnxruntime"} <= set(card.library_versions)
+    assert card.labels and card.data_version
 
     session = ort.InferenceSession(str(ws / "models/model.onnx"))
+    (onnx_input,) = session.get_inputs()
+    assert onnx_input.name == card.input.name
+    assert list(onnx_input.shape)[1:] == card.input.shape[1:]
     assert [o.name for o in session.get_outputs()] == [card.output.label, card.output.probabilities]
 
-    confusion = json.loads((ws / "eval/plots/confusion.json").read_text())
-    assert len(confusion) == metrics["n_test"]
-    assert (ws / "eval/plots/images/confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((ws / "eval/metrics.json").read_text())
+    assert metrics and all(isinstance(k, str) for k in metrics)
+    images = sorted((ws / "eval/plots/images").glob("*.png"))
+    assert images and all(p.read_bytes()[:8] == PNG for p in images)
+    for out in ("reports/report.md", "reports/report.html"):
+        assert (ws / out).stat().st_size > 0
 
 
 @pytest.mark.slow
@@ -53,48 +46,46 @@ def test_second_repro_runs_nothing(workspace: Workspace) -> None:
 
 
 @pytest.mark.slow
-def test_changing_a_train_param_reruns_exactly_train_evaluate_report(
-    workspace: Workspace,
-) -> None:
-    workspace.set_param("train.svc.C", 3.0)
-    out = workspace.dvc("repro").stdout
-    assert workspace.stages_run(out) == ["train", "evaluate", "report"]
-
-
-@pytest.mark.slow
-def test_changing_a_data_param_reruns_everything(workspace: Workspace) -> None:
-    workspace.set_param("data.seed", 7)
-    assert workspace.stages_run(workspace.dvc("repro").stdout) == STAGES
-
-
-@pytest.mark.slow
-def test_experiments_and_metrics_diff_between_commits(workspace: Workspace) -> None:
-    workspace.git("add", "-A")
-    workspace.git("commit", "-q", "-m", "baseline results")
-
-    workspace.dvc("exp", "run", "-S", "train.estimator=logreg", "-n", "logreg-try")
-    shown = json.loads(workspace.dvc("exp", "show", "--json").stdout)
-    assert "logreg-try" in json.dumps(shown)
-
-    workspace.dvc("exp", "apply", "logreg-try")
-    diff = json.loads(workspace.dvc("metrics", "diff", "HEAD", "--json").stdout)
-    assert "accuracy" in diff["eval/metrics.json"]
-    params = json.loads(workspace.dvc("params", "diff", "HEAD", "--json").stdout)
-    assert params["params.yaml"]["train.estimator"] == {"old": "svc", "new": "logreg"}
-    plots = workspace.dvc("plots", "diff", "HEAD", "--json")
-    assert "eval/plots/confusion.json" in plots.stdout
+def test_a_change_in_a_stage_section_marks_exactly_that_stage(workspace: Workspace) -> None:
+    """Each stage reads only its own section: a key added under it changes that stage alone
+    (``dvc repro`` then re-runs it and whatever consumes its outputs)."""
+    sectioned = {
+        stage: spec["params"][0]
+        for stage, spec in workspace.stages().items()
+        if spec.get("params") and isinstance(spec["params"][0], str)
+    }
+    assert sectioned
+    original = (workspace.path / "params.yaml").read_text()
+    for stage, section in sectioned.items():
+        params = yaml.safe_load(original)
+        params[section] = {**(params.get(section) or {}), "probe_added_by_test": 1}
+        (workspace.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        status = json.loads(workspace.dvc("status", "--json").stdout)
+        assert list(status) == [stage], (section, status)
+        assert status[stage] == [{"changed deps": {"params.yaml": {section: "modified"}}}], status
+    (workspace.path / "params.yaml").write_text(original)
+    assert json.loads(workspace.dvc("status", "--json").stdout) == {}
 
 
 @pytest.mark.slow
 def test_report_with_a_baseline_shows_the_metric_and_param_changes(
     workspace: Workspace,
 ) -> None:
+    """``mlops report --baseline REV``: a param and a metric of the test's own, changed since
+    the baseline commit, show as old → new rows."""
+    metrics_path = workspace.path / "eval/metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics_path.write_text(json.dumps({**metrics, "probe_score": 0.5}))
+    with (workspace.path / "params.yaml").open("a") as params:
+        params.write("\nprobe:\n  knob: 1\n")
+    workspace.dvc("commit", "-f", "-q")
     workspace.git("add", "-A")
     workspace.git("commit", "-q", "-m", "baseline results")
-    workspace.set_param("train.estimator", "random_forest")
-    workspace.dvc("repro")
+
+    metrics_path.write_text(json.dumps({**metrics, "probe_score": 0.75}))
+    workspace.set_param("probe.knob", 2)
     workspace.run("mlops", "report", "--baseline", "HEAD")
     md = (workspace.path / "reports/report.md").read_text()
     assert "### Against `HEAD`" in md
-    assert re.search(r"\| params.yaml \| train.estimator \| svc \| random_forest \|", md)
-    assert re.search(r"\| eval/metrics.json \| accuracy \| 0\.\d+ \| 0\.\d+ \|", md)
+    assert re.search(r"\| params.yaml \| probe.knob \| 1 \| 2 \|", md), md
+    assert re.search(r"\| eval/metrics.json \| probe_score \| 0\.5 \| 0\.75 \|", md), md

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -85,8 +88,6 @@ class Workspace:
         ]
 
     def set_param(self, dotted: str, value: object) -> None:
-        import yaml
-
         params_path = self.path / "params.yaml"
         params = yaml.safe_load(params_path.read_text())
         node = params
@@ -95,3 +96,33 @@ class Workspace:
             node = node[key]
         node[leaf] = value
         params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def stages(self) -> dict[str, dict[str, Any]]:
+        """``dvc.yaml``'s stages as written (whatever example the repository holds)."""
+        stages: dict[str, dict[str, Any]] = yaml.safe_load((self.path / "dvc.yaml").read_text())[
+            "stages"
+        ]
+        return stages
+
+
+_REPRODUCED: dict[str, Workspace] = {}
+
+
+def reproduced_once(root: Path) -> Workspace:
+    """One ``dvc repro`` of this repository per test session, shared by every test directory
+    that asks (the template's pipeline tests and the example's own)."""
+    if "ws" not in _REPRODUCED:
+        ws = Workspace.clone(root / "ws")
+        ws.dvc("repro")
+        _REPRODUCED["ws"] = ws
+    return _REPRODUCED["ws"]
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """A user's mistake: non-zero, no traceback, one line on stderr naming the cause."""
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]

@@ -33,7 +33,7 @@ def main() -> None:
         options={id(clf): {"zipmap": False}},
     )
     OUT.mkdir(exist_ok=True)
-    (OUT / mc.MODEL_FILENAME).write_bytes(onx.SerializeToString())
+    mc.write_onnx(onx, OUT / mc.MODEL_FILENAME)
     card = mc.ModelCard(
         name="wine-quality-grader",
         estimator="gradient_boosting",

@@ -1,4 +1,4 @@
-"""Each estimator family exports to ONNX with the same answers as scikit-learn."""
+"""The example's stages: each estimator family exports to ONNX with scikit-learn's answers."""
 
 from __future__ import annotations
 

@@ -1,17 +1,17 @@
-"""A user's mistake in params.yaml or a missing input: one readable line, non-zero, no traceback."""
+"""The example's stages on a bad ``params.yaml`` or a missing input: one line naming the cause."""
 
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
-from typing import Any
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from tests.support.workspace import REPO
+from tests.support.workspace import REPO, assert_one_line_error
 
 GOOD = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -25,29 +25,6 @@ def run_stage(cwd: Path, module: str) -> subprocess.CompletedProcess[str]:
 
 def write_params(cwd: Path, params: object) -> None:
     (cwd / "params.yaml").write_text(yaml.safe_dump(params))
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
-def test_missing_params_file(tmp_path: Path) -> None:
-    assert_one_line_error(run_stage(tmp_path, "example.data"), "params.yaml", "not found")
-
-
-def test_malformed_yaml_names_the_line(tmp_path: Path) -> None:
-    (tmp_path / "params.yaml").write_text("data:\n  seed: 1\n  test_size: [0.2\n")
-    assert_one_line_error(run_stage(tmp_path, "example.data"), "params.yaml", "not valid YAML")
-
-
-def test_missing_section(tmp_path: Path) -> None:
-    write_params(tmp_path, {"train": GOOD["train"]})
-    assert_one_line_error(run_stage(tmp_path, "example.data"), "missing section 'data'")
 
 
 @pytest.mark.parametrize(

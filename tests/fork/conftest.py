@@ -1,0 +1,3 @@
+# The wine example and its tests are what a fork puts in place of src/example/ and
+# tests/example/; they run in the fork (test_fork.py), never against this repository's example.
+collect_ignore = ["wine_example", "wine_tests"]
