@@ -145,3 +145,18 @@ def test_the_report_stage_carries_no_baseline() -> None:
     load_section("report", ReportParams, REPO / "params.yaml")  # refuses a baseline key
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["report"]
     assert "baseline" not in stage["cmd"]
+
+
+def test_the_report_stage_output_carries_no_clock_time(
+    project: ReportProject, mlops: Mlops
+) -> None:
+    """Same inputs, same bytes: the cached ``report`` stage must reproduce the committed
+    ``dvc.lock`` in a fresh clone, so it prints no generation time (a diff or a comment does)."""
+    outputs = []
+    for _ in range(2):
+        assert mlops("report").exit_code == 0
+        outputs.append(
+            [(project.path / "reports" / n).read_bytes() for n in ("report.md", "report.html")]
+        )
+    assert outputs[0] == outputs[1]
+    assert b"Generated" not in outputs[0][0] and b"Generated" not in outputs[0][1]
