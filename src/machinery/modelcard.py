@@ -154,6 +154,12 @@ def library_versions(*names: str) -> dict[str, str]:
 
 
 def now_utc() -> datetime:
+    """The card's ``created``: ``SOURCE_DATE_EPOCH`` when set (the reproducible-builds
+    convention; ``mlops offload`` sets it to the time of the commit the stage's inputs come from,
+    so the same inputs give the same card bytes), else the current time."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if epoch.isdigit():
+        return datetime.fromtimestamp(int(epoch), timezone.utc)
     return datetime.now(timezone.utc)
 
 
