@@ -6,14 +6,17 @@ Tests drive ``mlops offload`` as a subprocess in small throwaway git projects, a
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +64,23 @@ class Cluster:
 
         return Path(pwd.getpwnam(self.info.user).pw_dir) / rel
 
+    @property
+    def runs(self) -> Path:
+        return self.home_path(self.workdir[2:]) / "runs"
+
+    @contextmanager
+    def paused(self, daemon: str) -> Iterator[None]:
+        """SIGSTOP one daemon (it hangs like an overloaded or unreachable one), then SIGCONT."""
+        pids = dict(json.loads((Path(self.info.state_dir) / "pids.json").read_text()))
+        os.kill(pids[daemon], signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pids[daemon], signal.SIGCONT)
+
+    def job_state(self, job_id: str) -> str:
+        return self.slurm("squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T").strip()
+
 
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster]:
@@ -106,9 +126,11 @@ class Project:
             text=True,
         )
 
-    def run(self, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, env: dict[str, str], timeout: float = 240, options: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.offload_argv(),
+            [MLOPS, "offload", *options, self.stage, "--", *self.cmd],
             cwd=self.path,
             env=env,
             capture_output=True,

@@ -27,6 +27,14 @@ def offload(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the sbatch script and exit")
     ] = False,
+    resubmit: Annotated[
+        bool,
+        typer.Option(
+            "--resubmit",
+            help="submit a new job even if this identity's job completed "
+            "(or MLOPS_SLURM_RESUBMIT=1, e.g. for dvc repro -f)",
+        ),
+    ] = False,
 ) -> None:
     """Run a stage's command on Slurm (or here, with transport none) and write
     reports/slurm/STAGE.json."""
@@ -41,7 +49,10 @@ def offload(
         cmd = cmd[1:]
     if not cmd:
         raise UserError("no command: mlops offload STAGE -- CMD...")
-    settings = load_settings(**({"transport": transport} if transport else {}))
+    overrides: dict[str, Any] = {"transport": transport} if transport else {}
+    if resubmit:
+        overrides["resubmit"] = True
+    settings = load_settings(**overrides)
     spec = read_stage(stage)
     if dry_run:
         home = f"/home/{settings.ssh_user or 'USER'}"

@@ -221,7 +221,9 @@ class Offload:
     def _probe(self, plan: CachePlan) -> str | None:
         """Find the job of this identity; return a finished job's id to replace."""
         hashes = sorted(set(plan.hashes.values()))
-        res = self.transport.run(script.render_probe(self.settings.workdir, self.key, hashes))
+        res = self.transport.run(
+            script.render_probe(self.settings.workdir, self.key, self.nonce, hashes)
+        )
         if res.rc != 0:
             raise UserError(f"login node: {res.error_line}")
         info = fields(res.text)

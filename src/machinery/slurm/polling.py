@@ -231,7 +231,8 @@ def account(
 ) -> Accounted:
     """sacct's final record; without one after ``accounting_wait`` s, the squeue fallback."""
     job_id = watcher.job_id
-    call_timeout = max(2, min(script.SLURM_CALL_TIMEOUT, int(settings.accounting_wait)))
+    # Several tries fit in the wait: one hung sacct must not use it all up.
+    call_timeout = max(1, min(script.SLURM_CALL_TIMEOUT, int(settings.accounting_wait / 2)))
     cmd = script.render_accounting(job_id, layout, SACCT_FORMAT, call_timeout)
     started = time.monotonic()
     deadline = started + settings.accounting_wait
@@ -261,7 +262,7 @@ def account(
                 )
                 return Accounted(fb, times, error)
             raise UserError(f"no accounting record for job {job_id}: {error}")
-        if not said and now - started > 1:
+        if not said and (rc_text.strip() not in ("", "0") or now - started > 1):
             said = True
             say(f"waiting up to {settings.accounting_wait:.0f} s for sacct ({error})")
         time.sleep(0.05 if now - started < 1 else 0.5)

@@ -204,7 +204,7 @@ if [ ! -f "$V/.ready" ]; then
   chmod -R a-w "$V"
   {VENV_MANIFEST} > "$V.manifest"
   echo "env=built"
-  chmod u+w "$V"; touch "$V/.ready"; chmod a-w "$V"
+  chmod u+w "$V"; touch "$V/.ready"; chmod a-w "$V" "$V/.ready"
 fi
 """
 
@@ -261,7 +261,7 @@ for d in {runs}/* {runs}/.*; do
   esac
   if [ -n "$(find "$f" -maxdepth 0 -mmin +{minutes})" ]; then
     chmod -R u+w "$d" 2>/dev/null || true
-    rm -rf "$d"
+    rm -rf "$d" || true  # pruning never fails a submission
   fi
 done
 [ -d {cache} ] && find {cache} -type f -links 1 -mmin +{minutes} -delete 2>/dev/null || true
@@ -342,9 +342,12 @@ echo "submitted=$J"
 """
 
 
-def render_probe(workdir: str, key: str, hashes: list[str] | None = None) -> str:
-    """One round trip: $HOME, the job already submitted under this identity, if any, and
-    which of the large deps (by sha256) the cluster's cache already holds."""
+def render_probe(
+    workdir: str, key: str, nonce: str = "probe", hashes: list[str] | None = None
+) -> str:
+    """One round trip: $HOME, the job already submitted under this identity, if any (this run
+    takes a lease on it at once), and which of the large deps (by sha256) the cluster's cache
+    already holds."""
     run = f"{remote_path(workdir)}/runs/{q(key)}"
     have = ""
     if hashes:
@@ -358,10 +361,14 @@ echo "home=$HOME"
 if [ -s {run}/jobid ]; then
   J=$(cat {run}/jobid)
   echo "job=$J"
-  echo "squeue=$(timeout {SLURM_CALL_TIMEOUT} squeue -h -t all -j "$J" -o '%T|%j' 2>/dev/null \
-| head -n1)"
-  echo "sacct=$(timeout {SLURM_CALL_TIMEOUT} sacct -n -X -P -j "$J" -o State,JobName \
+  mkdir -p {run}/leases && touch {run}/leases/{q(nonce)}
+  S=$(timeout {SLURM_CALL_TIMEOUT} squeue -h -t all -j "$J" -o '%T|%j' 2>/dev/null | head -n1)
+  echo "squeue=$S"
+  # sacct only for a job the controller forgot: it hangs when slurmdbd does.
+  if [ -z "$S" ]; then
+    echo "sacct=$(timeout {SLURM_CALL_TIMEOUT} sacct -n -X -P -j "$J" -o State,JobName \
 2>/dev/null | head -n1)"
+  fi
 fi
 {have}"""
 

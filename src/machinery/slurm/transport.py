@@ -462,7 +462,6 @@ class SshTransport:
                 reader.drain()
             else:
                 out = reader.read()
-            self._note_noise(reader.noise)
             if not reader.framed:
                 noise = _first_line(reader.noise)
                 raise ShellNoise(
@@ -471,6 +470,7 @@ class SshTransport:
                     if noise
                     else f"the login shell of {self.where} did not run our command"
                 )
+            self._note_noise(reader.noise)
             err = reader.err
             while not (chan.exit_status_ready() and (chan.eof_received or chan.closed)):
                 if chan.recv_stderr_ready():
