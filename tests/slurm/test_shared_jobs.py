@@ -4,7 +4,6 @@ another run waits for; a talkative or broken login shell; a silent slurmctld; --
 from __future__ import annotations
 
 import json
-import os
 import pwd
 import shutil
 import signal
