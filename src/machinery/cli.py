@@ -19,8 +19,10 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import click
 import typer
+
+# Typer 0.29 carries its own click; its group API is typed with these classes.
+from typer._click import Command, Context, HelpFormatter
 from typer.core import TyperGroup
 
 # Everything after the stage name belongs to CMD, options included (`-- python -m ...`).
@@ -36,7 +38,7 @@ class Lazy:
     help: str
     options: dict[str, Any] = field(default_factory=dict)
 
-    def load(self, name: str) -> click.Command:
+    def load(self, name: str) -> Command:
         module, _, attr = self.target.partition(":")
         obj = getattr(importlib.import_module(module), attr)
         if isinstance(obj, typer.Typer):
@@ -64,14 +66,14 @@ COMMANDS: dict[str, Lazy] = {
 class LazyGroup(TyperGroup):
     """Lists commands from ``COMMANDS`` and imports one only when it is run."""
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         return sorted(COMMANDS)
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         lazy = COMMANDS.get(cmd_name)
         return lazy.load(cmd_name) if lazy else None
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_commands(self, ctx: Context, formatter: HelpFormatter) -> None:
         rows = [(name, COMMANDS[name].help) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
