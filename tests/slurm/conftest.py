@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +36,7 @@ CLUSTER_CPUS = 6
 class Cluster:
     info: ClusterInfo
     workdir: str  # on the login node, per session: job ids restart with every cluster
+    stop: Callable[[], None] = field(default=lambda: None, repr=False)
 
     def env(self, transport: str = "ssh") -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_SLURM_")}
@@ -82,26 +83,56 @@ class Cluster:
         return self.slurm("squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T").strip()
 
 
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+_SHARED: list[Cluster] = []  # one cluster per process, however many modules use the fixture
+_USERS = [0]
+
+
+@contextmanager
+def _shared_cluster() -> Iterator[Cluster]:
+    """Start the cluster on first use; stop it when the last user is done. tests/example
+    imports the fixture below, which makes it a second fixture of the same name: both get
+    this one cluster."""
+    if not _SHARED:
+        _SHARED.append(_start_cluster())
+    _USERS[0] += 1
+    try:
+        yield _SHARED[0]
+    finally:
+        _USERS[0] -= 1
+        if _USERS[0] == 0:
+            _SHARED.pop().stop()
+
+
+def _start_cluster() -> Cluster:
     workdir = f"~/.mlops-test-{secrets.token_hex(3)}"
     reuse = os.environ.get("MLOPS_SLURM_TEST_CLUSTER")  # a `make cluster-up` dir, while developing
     if reuse:
         session = Cluster(ClusterInfo.load(Path(reuse)), workdir)
-        yield session
-        shutil.rmtree(session.home_path(workdir[2:]), ignore_errors=True)
-        return
+
+        def stop_reused() -> None:
+            shutil.rmtree(session.home_path(workdir[2:]), ignore_errors=True)
+
+        session.stop = stop_reused
+        return session
     # Not pytest's tmp dir: it is 0700 and the login user must reach the munge socket.
     state = Path(tempfile.mkdtemp(prefix="mlops-slurm-", dir="/tmp"))
     local = LocalCluster(state, cpus=max(CLUSTER_CPUS, os.cpu_count() or 1))
     info = local.up()
     session = Cluster(info, workdir)
-    try:
-        yield session
-    finally:
+
+    def stop() -> None:
         local.down()
         shutil.rmtree(session.home_path(workdir[2:]), ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
+
+    session.stop = stop
+    return session
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    with _shared_cluster() as session:
+        yield session
 
 
 @dataclass
