@@ -20,20 +20,14 @@ from typing import TextIO
 
 from machinery.errors import UserError
 from machinery.modelcard import code_commit
-from machinery.slurm import script
+from machinery.slurm import envscript, remote, script
 from machinery.slurm.accounting import TERMINAL, JobRecord, SlurmReport, report_from_record
 from machinery.slurm.logstream import LogStream
 from machinery.slurm.polling import Accounted, Watcher, account, fields
 from machinery.slurm.settings import SlurmSettings
 from machinery.slurm.stage import REPORT_DIR, Stage, code_files, expand, identity, staged_outs
 from machinery.slurm.staging import CachePlan, Snapshot, human, stage_out
-from machinery.slurm.transport import (
-    ConnectionLost,
-    RemoteTimeout,
-    SshTransport,
-    Transport,
-    make_transport,
-)
+from machinery.slurm.transport import ConnectionLost, RemoteTimeout, Transport, make_transport
 
 TAIL_LINES = 20
 ACTIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
@@ -192,7 +186,7 @@ class Offload:
         if self._ok(acc.record) and not staged:
             self._stage_out()
         if not self._ok(acc.record):
-            res = self.transport.run(script.render_tail(self.layout, TAIL_LINES))
+            res = self.transport.run(remote.render_tail(self.layout, TAIL_LINES))
             self.tail = res.text.splitlines()
         return acc, watcher
 
@@ -222,7 +216,7 @@ class Offload:
         """Find the job of this identity; return a finished job's id to replace."""
         hashes = sorted(set(plan.hashes.values()))
         res = self.transport.run(
-            script.render_probe(self.settings.workdir, self.key, self.nonce, hashes)
+            remote.render_probe(self.settings.workdir, self.key, self.nonce, hashes)
         )
         if res.rc != 0:
             raise UserError(f"login node: {res.error_line}")
@@ -260,8 +254,8 @@ class Offload:
         setup = ""
         if env.kind == "venv":
             venv = layout.venv(env, (self.root / env.lock).read_bytes())
-            scripts[script.ENV_NAME] = script.render_env_build(env, layout, env.lock, venv)
-            setup = script.render_env_setup(env, layout, venv)
+            scripts[script.ENV_NAME] = envscript.render_env_build(env, layout, env.lock, venv)
+            setup = envscript.render_env_setup(env, layout, venv)
         scripts[script.SCRIPT_NAME] = script.render_job_script(
             self.settings, self.stage.name, layout, self.cmd, venv, commit
         )
@@ -271,7 +265,7 @@ class Offload:
         snapshot = Snapshot(self.root, files, scripts, plan)
         with self.phase("stage_in"):
             res = self.transport.run(
-                script.render_stage_in(layout),
+                remote.render_stage_in(layout),
                 feed=snapshot.feed,
                 timeout=env.build_timeout + 600,
             )
@@ -318,7 +312,7 @@ class Offload:
         if self.layout is None or self.job_id is None:
             return
         try:
-            self.transport.run(script.render_release(self.layout, self.job_done), timeout=30)
+            self.transport.run(remote.render_release(self.layout, self.job_done), timeout=30)
         except Exception:  # noqa: BLE001 - the run's outcome is already decided
             pass
 
@@ -329,10 +323,10 @@ class Offload:
             self.say(f"job {self.job_id} had already ended: nothing to cancel")
             return
         what = f"job {self.job_id}" if self.job_id else "the submission"
-        if isinstance(self.transport, SshTransport):
+        if hasattr(self.transport, "reconnect_timeout"):
             # A cancelled CI job has seconds before it is killed: do not wait minutes for SSH.
             self.transport.reconnect_timeout = 20.0
-        cmd = script.render_cancel(self.job_id, self.layout, self.settings.lease_ttl)
+        cmd = remote.render_cancel(self.job_id, self.layout, self.settings.lease_ttl)
         try:
             res = self.transport.run(cmd, timeout=30)
         except Exception as exc:  # noqa: BLE001 - report and still exit non-zero

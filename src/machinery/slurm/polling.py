@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 from machinery.errors import UserError
-from machinery.slurm import script
+from machinery.slurm import remote, script
 from machinery.slurm.accounting import SACCT_FORMAT, TERMINAL, JobRecord, is_final, parse_sacct
 from machinery.slurm.logstream import LogStream
 from machinery.slurm.settings import SlurmSettings
@@ -85,7 +85,7 @@ class Watcher:
         return max(2, min(script.SLURM_CALL_TIMEOUT, int(self.settings.controller_warn_after)))
 
     def poll(self, squeue: bool = True) -> PollReply:
-        cmd = script.render_poll(
+        cmd = remote.render_poll(
             self.job_id, self.layout, self.log.offset, squeue, self.call_timeout
         )
         res = self.transport.run(cmd)
@@ -233,7 +233,7 @@ def account(
     job_id = watcher.job_id
     # Several tries fit in the wait: one hung sacct must not use it all up.
     call_timeout = max(1, min(script.SLURM_CALL_TIMEOUT, int(settings.accounting_wait / 2)))
-    cmd = script.render_accounting(job_id, layout, SACCT_FORMAT, call_timeout)
+    cmd = remote.render_accounting(job_id, layout, SACCT_FORMAT, call_timeout)
     started = time.monotonic()
     deadline = started + settings.accounting_wait
     said = False

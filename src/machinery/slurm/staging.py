@@ -19,7 +19,7 @@ from typing import IO
 
 from machinery.errors import UserError
 from machinery.modelcard import sha256_file
-from machinery.slurm import script
+from machinery.slurm import remote, script
 from machinery.slurm.transport import Transport
 
 CACHE_MIN_BYTES = 1 << 20  # smaller deps cost less to send than to look up
@@ -123,7 +123,7 @@ def stage_out(transport: Transport, layout: script.Layout, root: Path, outs: lis
         except (tarfile.TarError, OSError) as exc:
             failed.append(str(exc))  # the exit code and stderr may say more: checked first
 
-    res = transport.run(script.render_stage_out(layout, outs), sink=sink)
+    res = transport.run(remote.render_stage_out(layout, outs), sink=sink)
     if res.rc == 4:
         missing = res.err.decode(errors="replace").split("missing:", 1)[-1].split()
         raise UserError(f"the job did not produce {', '.join(missing)}")
