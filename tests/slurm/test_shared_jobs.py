@@ -75,23 +75,27 @@ def test_a_crashed_runs_lease_expires_and_cancel_works_again(
     assert cluster.job_state(job_id) == "CANCELLED"
 
 
-def _login_user(cluster: Cluster, name: str, bashrc: str) -> Iterator[dict[str, str]]:
+def _login_user(
+    cluster: Cluster, name: str, rc_text: str, shell: str = "/bin/bash"
+) -> Iterator[dict[str, str]]:
     """Another account on the login node (same key: sshd reads one authorized_keys file) whose
-    ~/.bashrc starts with ``bashrc``. Other tests' account stays untouched."""
+    shell rc file starts with ``rc_text``. Other tests' account stays untouched."""
     if subprocess.run(["id", name], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "-m", "-s", "/bin/bash", name], check=True)
-    subprocess.run(["usermod", "-p", "*", name], check=True)
+        subprocess.run(["useradd", "-m", "-s", shell, name], check=True)
+    subprocess.run(["usermod", "-p", "*", "-s", shell, name], check=True)
     home = Path(pwd.getpwnam(name).pw_dir)
-    rc = home / ".bashrc"
-    rc.write_text(bashrc + "\n")
+    rc = home / (".tcshrc" if shell.endswith("tcsh") else ".bashrc")
+    rc.write_text(rc_text + "\n")
     shutil.chown(rc, name)
     yield cluster.env() | {"MLOPS_SLURM_SSH_USER": name}
     shutil.rmtree(home / cluster.workdir[2:], ignore_errors=True)
 
 
-@pytest.fixture
-def noisy_login(cluster: Cluster) -> Iterator[dict[str, str]]:
-    yield from _login_user(cluster, f"{cluster.info.user}-noisy", "echo hello from bashrc")
+@pytest.fixture(params=["bash", "tcsh"])
+def noisy_login(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    shell = shutil.which(request.param) or f"/bin/{request.param}"
+    name = f"{cluster.info.user}-noisy-{request.param}"
+    yield from _login_user(cluster, name, f"echo hello from {request.param} rc", shell)
 
 
 @pytest.fixture
@@ -106,7 +110,7 @@ def test_a_login_shell_that_prints_does_not_disturb_the_offload(
     proc = project.run(noisy_login, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (project.path / "out/x.txt").read_bytes() == b"a\nb\n"  # the tar stream is intact
-    assert proc.stderr.count("the login shell writes to stdout: 'hello from bashrc'") == 1
+    assert proc.stderr.count("the login shell writes to stdout: 'hello from") == 1, proc.stderr
     assert json.loads(project.report_path.read_text())["state"] == "COMPLETED"
 
 

@@ -252,7 +252,8 @@ def account(
         if rc_text.strip() == "124":
             error = f"sacct did not answer within {call_timeout} s"
         if record is not None and record.base_state not in TERMINAL and not watcher.final_state:
-            return Accounted(record, times)  # squeue forgot it, sacct says it runs: watch on
+            time.sleep(0.2)  # squeue forgot it, sacct (lagging) says it runs: watch on
+            return Accounted(record, times)
         now = time.monotonic()
         if NO_ACCOUNTING in error.lower() or now >= deadline:
             if watcher.final_state or "rc" in times:
