@@ -6,14 +6,17 @@ Tests drive ``mlops offload`` as a subprocess in small throwaway git projects, a
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +36,7 @@ CLUSTER_CPUS = 6
 class Cluster:
     info: ClusterInfo
     workdir: str  # on the login node, per session: job ids restart with every cluster
+    stop: Callable[[], None] = field(default=lambda: None, repr=False)
 
     def env(self, transport: str = "ssh") -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_SLURM_")}
@@ -61,27 +65,74 @@ class Cluster:
 
         return Path(pwd.getpwnam(self.info.user).pw_dir) / rel
 
+    @property
+    def runs(self) -> Path:
+        return self.home_path(self.workdir[2:]) / "runs"
 
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+    @contextmanager
+    def paused(self, daemon: str) -> Iterator[None]:
+        """SIGSTOP one daemon (it hangs like an overloaded or unreachable one), then SIGCONT."""
+        pids = dict(json.loads((Path(self.info.state_dir) / "pids.json").read_text()))
+        os.kill(pids[daemon], signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pids[daemon], signal.SIGCONT)
+
+    def job_state(self, job_id: str) -> str:
+        return self.slurm("squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T").strip()
+
+
+_SHARED: list[Cluster] = []  # one cluster per process, however many modules use the fixture
+_USERS = [0]
+
+
+@contextmanager
+def _shared_cluster() -> Iterator[Cluster]:
+    """Start the cluster on first use; stop it when the last user is done. tests/example
+    imports the fixture below, which makes it a second fixture of the same name: both get
+    this one cluster."""
+    if not _SHARED:
+        _SHARED.append(_start_cluster())
+    _USERS[0] += 1
+    try:
+        yield _SHARED[0]
+    finally:
+        _USERS[0] -= 1
+        if _USERS[0] == 0:
+            _SHARED.pop().stop()
+
+
+def _start_cluster() -> Cluster:
     workdir = f"~/.mlops-test-{secrets.token_hex(3)}"
     reuse = os.environ.get("MLOPS_SLURM_TEST_CLUSTER")  # a `make cluster-up` dir, while developing
     if reuse:
         session = Cluster(ClusterInfo.load(Path(reuse)), workdir)
-        yield session
-        shutil.rmtree(session.home_path(workdir[2:]), ignore_errors=True)
-        return
+
+        def stop_reused() -> None:
+            shutil.rmtree(session.home_path(workdir[2:]), ignore_errors=True)
+
+        session.stop = stop_reused
+        return session
     # Not pytest's tmp dir: it is 0700 and the login user must reach the munge socket.
     state = Path(tempfile.mkdtemp(prefix="mlops-slurm-", dir="/tmp"))
     local = LocalCluster(state, cpus=max(CLUSTER_CPUS, os.cpu_count() or 1))
     info = local.up()
     session = Cluster(info, workdir)
-    try:
-        yield session
-    finally:
+
+    def stop() -> None:
         local.down()
         shutil.rmtree(session.home_path(workdir[2:]), ignore_errors=True)
         shutil.rmtree(state, ignore_errors=True)
+
+    session.stop = stop
+    return session
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    with _shared_cluster() as session:
+        yield session
 
 
 @dataclass
@@ -106,9 +157,11 @@ class Project:
             text=True,
         )
 
-    def run(self, env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, env: dict[str, str], timeout: float = 240, options: tuple[str, ...] = ()
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self.offload_argv(),
+            [MLOPS, "offload", *options, self.stage, "--", *self.cmd],
             cwd=self.path,
             env=env,
             capture_output=True,

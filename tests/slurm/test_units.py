@@ -59,7 +59,7 @@ def test_job_script_carries_every_resource_setting() -> None:
         },
         env={"kind": "venv", "setup": ["module load cuda/12.2"]},
     )
-    text = render_job_script(s, "train", LAYOUT, ["python", "-m", "example.train"], "/v/abc")
+    text = render_job_script(s, "train", LAYOUT, ["python", "-m", "mymodel.train"], "/v/abc")
     sbatch = [ln for ln in text.splitlines() if ln.startswith("#SBATCH")]
     for opt in (
         "--partition=gpu",
@@ -78,7 +78,7 @@ def test_job_script_carries_every_resource_setting() -> None:
     body = text.splitlines()
     # Setup lines run before the venv is activated and the command starts.
     assert body.index("module load cuda/12.2") < body.index("source /v/abc/bin/activate")
-    assert "python -m example.train" in body[body.index("source /v/abc/bin/activate") :]
+    assert "python -m mymodel.train" in body[body.index("source /v/abc/bin/activate") :]
     # Every #SBATCH line precedes the first command, or sbatch ignores it.
     first_cmd = next(i for i, ln in enumerate(body[1:], 1) if not ln.startswith("#"))
     assert all(i < first_cmd for i, ln in enumerate(body) if ln.startswith("#SBATCH"))
@@ -92,7 +92,7 @@ def test_empty_settings_leave_the_cluster_defaults() -> None:
 
 def test_apptainer_script_runs_the_command_in_the_image(tmp_path: Path) -> None:
     s = settings(env={"kind": "apptainer", "image": "/img/train.sif", "apptainer_args": ["--nv"]})
-    cmd = ["python", "-m", "example.train", "--name", "it's"]
+    cmd = ["python", "-m", "mymodel.train", "--name", "it's"]
     text = render_job_script(s, "train", LAYOUT, cmd, None)
     assert "activate" not in text
     script = tmp_path / "job.sh"

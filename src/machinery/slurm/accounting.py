@@ -235,6 +235,8 @@ class SlurmReport(BaseModel):
     stage_efficiency: float | None
     short_job: bool
     timings_s: dict[str, float]
+    restarts: int = 0  # times Slurm requeued the job (NODE_FAIL, preemption, scontrol requeue)
+    note: str | None = None  # e.g. why the figures are not sacct's
 
     def write(self, root: Path) -> Path:
         path = root / "reports" / "slurm" / f"{self.stage}.json"
@@ -242,6 +244,17 @@ class SlurmReport(BaseModel):
         data = self.model_dump(mode="json")
         path.write_text(json.dumps(data, indent=2) + "\n")
         return path
+
+
+def stage_segments(
+    alloc_cpus: int, cpu_eff: float | None, run_s: float, timings: dict[str, float]
+) -> list[Segment]:
+    """The stage's wall time as segments of the capacity it asked for: idle (c = 0) while it
+    stages in, waits in the queue, is detected and stages out; at the job's CPU efficiency
+    while it runs. So E is below the CPU efficiency by exactly the offload's overhead."""
+    idle = ("stage_in", "environment", "queue_wait", "detect", "stage_out")
+    segments = [Segment(alloc_cpus, 0.0, timings[k]) for k in idle if timings.get(k, 0) > 0]
+    return [*segments, Segment(alloc_cpus, cpu_eff or 0.0, run_s)]
 
 
 def report_from_record(
@@ -252,20 +265,29 @@ def report_from_record(
     identity: str,
     reattached: bool,
     timings: dict[str, float],
+    restarts: int = 0,
+    accounting_error: str | None = None,
 ) -> SlurmReport:
-    efficiency = cpu_efficiency(record.total_cpu_s, record.elapsed_s, record.alloc_cpus)
-    segments = [Segment(record.alloc_cpus, efficiency or 0.0, record.elapsed_s)]
+    """The report of a finished job; with ``accounting_error`` the record came from squeue and
+    the job's own exit code (no sacct), so CPU and memory figures are unknown."""
+    efficiency = None
+    if accounting_error is None:
+        efficiency = cpu_efficiency(record.total_cpu_s, record.elapsed_s, record.alloc_cpus)
+    segments = stage_segments(record.alloc_cpus, efficiency, record.elapsed_s, timings)
+    # squeue's reason on a job that completed is left over from its past (BeginTime after a
+    # requeue): it explains nothing.
+    reason = record.reason if record.base_state != "COMPLETED" else ""
     return SlurmReport(
         stage=stage,
         transport=transport,
-        source="sacct",
+        source="sacct" if accounting_error is None else "squeue",
         identity=identity,
         job_id=record.job_id,
         reattached=reattached,
         node=record.node,
         partition=record.partition or None,
         state=record.base_state,
-        reason=record.reason or None,
+        reason=reason or None,
         exit_code=record.exit_code,
         signal=record.signal,
         submit_time=record.submit,
@@ -283,4 +305,6 @@ def report_from_record(
         stage_efficiency=stage_efficiency(segments) if efficiency is not None else None,
         short_job=record.elapsed_s < SHORT_JOB_S,
         timings_s={k: round(v, 4) for k, v in timings.items()},
+        restarts=restarts,
+        note=None if accounting_error is None else f"accounting unavailable: {accounting_error}",
     )

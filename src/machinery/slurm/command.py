@@ -9,12 +9,6 @@ import typer
 
 from machinery.errors import UserError, exits_cleanly
 
-# Everything after the stage name belongs to CMD, options included (`-- python -m ...`).
-OFFLOAD_OPTIONS: dict[str, Any] = {
-    "context_settings": {"allow_interspersed_args": False},
-    "no_args_is_help": True,
-}
-
 
 @exits_cleanly
 def offload(
@@ -27,12 +21,17 @@ def offload(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the sbatch script and exit")
     ] = False,
+    resubmit: Annotated[
+        bool,
+        typer.Option(
+            "--resubmit",
+            help="submit a new job even if this identity's job completed "
+            "(or MLOPS_SLURM_RESUBMIT=1, e.g. for dvc repro -f)",
+        ),
+    ] = False,
 ) -> None:
     """Run a stage's command on Slurm (or here, with transport none) and write
     reports/slurm/STAGE.json."""
-    from machinery.slurm.offload import Offload
-    from machinery.slurm.runlocal import run_here
-    from machinery.slurm.script import Layout, render_job_script
     from machinery.slurm.settings import load_settings
     from machinery.slurm.stage import code_files, expand, identity, read_stage
 
@@ -41,9 +40,14 @@ def offload(
         cmd = cmd[1:]
     if not cmd:
         raise UserError("no command: mlops offload STAGE -- CMD...")
-    settings = load_settings(**({"transport": transport} if transport else {}))
+    overrides: dict[str, Any] = {"transport": transport} if transport else {}
+    if resubmit:
+        overrides["resubmit"] = True
+    settings = load_settings(**overrides)
     spec = read_stage(stage)
     if dry_run:
+        from machinery.slurm.script import Layout, render_job_script
+
         home = f"/home/{settings.ssh_user or 'USER'}"
         workdir = (
             home + settings.workdir[1:] if settings.workdir.startswith("~") else settings.workdir
@@ -54,7 +58,11 @@ def offload(
         typer.echo(render_job_script(settings, stage, layout, cmd, venv, commit), nl=False)
         return
     if settings.transport == "none":
+        from machinery.slurm.runlocal import run_here
+
         files = sorted(set(code_files(root)) | set(expand(root, spec.deps)))
         run_here(stage, cmd, root, identity(root, spec, cmd, files))
         return
+    from machinery.slurm.offload import Offload
+
     Offload(settings, spec, cmd, root).run()

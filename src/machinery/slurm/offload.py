@@ -1,16 +1,16 @@
-"""Offload one stage to Slurm: stage in, submit (or reattach), watch, stage out, account."""
+"""Offload one stage to Slurm: the orchestration of stage-in, submit (or reattach), watch,
+stage-out and accounting.
+
+The parts live apart: ``staging`` (tar streams both ways, the deps cache), ``polling``
+(squeue and sacct), ``logstream`` (the job's log into the CI log), ``script`` (every shell
+line the cluster runs) and ``transport`` (how those lines reach the login node).
+"""
 
 from __future__ import annotations
 
-import codecs
-import dataclasses
-import collections
-import io
 import secrets
-import shutil
 import signal
 import sys
-import tarfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,27 +20,17 @@ from typing import TextIO
 
 from machinery.errors import UserError
 from machinery.modelcard import code_commit
-from machinery.slurm import script
-from machinery.slurm.accounting import (
-    SACCT_FORMAT,
-    TERMINAL,
-    JobRecord,
-    SlurmReport,
-    is_final,
-    parse_sacct,
-    report_from_record,
-)
+from machinery.slurm import envscript, remote, script
+from machinery.slurm.accounting import TERMINAL, JobRecord, SlurmReport, report_from_record
+from machinery.slurm.logstream import LogStream
+from machinery.slurm.polling import Accounted, Watcher, account, fields
 from machinery.slurm.settings import SlurmSettings
-from machinery.slurm.stage import Stage, code_files, expand, identity, staged_outs
-from machinery.slurm.transport import (
-    ConnectionLost,
-    RemoteTimeout,
-    SshTransport,
-    Transport,
-    make_transport,
-)
+from machinery.slurm.stage import REPORT_DIR, Stage, code_files, expand, identity, staged_outs
+from machinery.slurm.staging import CachePlan, Snapshot, human, stage_out
+from machinery.slurm.transport import ConnectionLost, RemoteTimeout, Transport, make_transport
 
 TAIL_LINES = 20
+ACTIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
 
 
 class JobFailed(UserError):
@@ -77,10 +67,6 @@ def _ignore_signals() -> dict[int, object]:
     return {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGTERM, signal.SIGINT)}
 
 
-def _fields(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-
-
 class Offload:
     def __init__(
         self,
@@ -103,16 +89,10 @@ class Offload:
         self.job_id: str | None = None
         self.layout: script.Layout | None = None
         self.reattached = False
-        self.cold_env = False
-        self.final_reason = ""
-        self.node_times: dict[str, str] = {}
+        self.job_done = False
         self.submitted_at: float | None = None  # wall clock of the login node at sbatch
-        self.detected_at: float | None = None  # wall clock here when the end was seen
-        self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._partial = ""
-        self._offset = 0
-        self._last = ("", "")
+        self.nonce = secrets.token_hex(4)
+        self.tail: list[str] = []
 
     def say(self, message: str) -> None:
         print(f"[slurm] {message}", file=self.log, flush=True)
@@ -131,36 +111,39 @@ class Offload:
         started = time.monotonic()
         files = self._files()
         self.key = identity(self.root, self.stage, self.cmd, files)
+        # A record left by another run (another identity) must never pass for this one's.
+        (self.root / REPORT_DIR / f"{self.stage.name}.json").unlink(missing_ok=True)
+        plan = CachePlan()
+        if self.settings.cache_deps:
+            plan = CachePlan.of(self.root, expand(self.root, self.stage.deps))
         try:
             with cancel_on_signals():
                 try:
                     with self.phase("connect"):
                         self.transport.connect()
-                    retire = self._probe()
+                    retire = self._probe(plan)
                     if self.job_id is None:
-                        self._submit(files, retire)
-                    while True:
-                        self._watch()
-                        with self.phase("accounting"):
-                            record = self._account()
-                        if record.base_state in TERMINAL:
-                            break
-                    self._emit(b"", final=True)
-                    ok = record.base_state == "COMPLETED" and record.exit_code == 0
-                    if ok:
-                        with self.phase("stage_out"):
-                            self._stage_out()
-                except Interrupted as exc:
-                    _ignore_signals()
-                    self._cancel()
-                    raise exc from None
-                except ConnectionLost as exc:
-                    still = f"; job {self.job_id} may still run: rerun to reattach"
-                    raise UserError(f"{exc}{still if self.job_id else ''}") from None
-                except RemoteTimeout as exc:
-                    raise UserError(f"the login node did not answer: {exc}") from None
+                        self._submit(files, retire, plan)
+                    acc, watcher = self._follow()
+                except (ConnectionLost, RemoteTimeout, Interrupted):
+                    raise
+                except UserError:
+                    self._release()
+                    raise
+                self._release()
+        except Interrupted as exc:
+            _ignore_signals()
+            self._cancel()
+            self.transport.close()
+            raise exc from None
+        except ConnectionLost as exc:
+            still = f"; job {self.job_id} may still run: rerun to reattach"
+            raise UserError(f"{exc}{still if self.job_id else ''}") from None
+        except RemoteTimeout as exc:
+            raise UserError(f"the login node did not answer: {exc}") from None
         finally:
             self.transport.close()
+        record = acc.record
         self.timings["total"] = time.monotonic() - started
         report = report_from_record(
             record,
@@ -168,22 +151,54 @@ class Offload:
             transport=self.transport.name,
             identity=self.key,
             reattached=self.reattached,
-            timings={**self.timings, **self._node_timings()},
+            timings={**self.timings, **self._node_timings(acc, watcher)},
+            restarts=max(watcher.requeues, _int(acc.times.get("restarts"))),
+            accounting_error=acc.error,
         )
         report.write(self.root)
-        if not ok:
+        if not self._ok(record):
             self._fail(record)
         return report
 
-    def _node_timings(self) -> dict[str, float]:
+    @staticmethod
+    def _ok(record: JobRecord) -> bool:
+        return record.base_state == "COMPLETED" and record.exit_code == 0
+
+    def _follow(self) -> tuple[Accounted, Watcher]:
+        """Watch until the job is final; bring the outs back as soon as squeue says
+        COMPLETED (not only once sacct agrees: accounting may be down)."""
+        assert self.layout is not None and self.job_id is not None
+        logs = LogStream(self.out)
+        watcher = Watcher(self.transport, self.settings, self.layout, self.job_id, logs, self.say)
+        staged = False
+        while True:
+            with self.phase("watch"):
+                watcher.watch()
+            if watcher.final_state == "COMPLETED" and not staged:
+                self.job_done = True
+                self._stage_out()
+                staged = True
+            with self.phase("accounting"):
+                acc = account(self.transport, self.settings, self.layout, watcher, self.say)
+            if acc.record.base_state in TERMINAL:
+                break
+        self.job_done = True
+        if self._ok(acc.record) and not staged:
+            self._stage_out()
+        if not self._ok(acc.record):
+            res = self.transport.run(remote.render_tail(self.layout, TAIL_LINES))
+            self.tail = res.text.splitlines()
+        return acc, watcher
+
+    def _node_timings(self, acc: Accounted, watcher: Watcher) -> dict[str, float]:
         """Queue wait, run and detection latency from wall clocks (login node, compute node,
         here): finer than sacct's whole seconds, exact when they share a clock."""
-        start, end = self.node_times.get("start"), self.node_times.get("end")
+        start, end = acc.times.get("start"), acc.times.get("end")
         if self.submitted_at is None or start is None or end is None:
             return {}
         out = {"queue_wait": float(start) - self.submitted_at, "run": float(end) - float(start)}
-        if self.detected_at is not None:
-            out["detect"] = self.detected_at - float(end)
+        if watcher.detected_at is not None:
+            out["detect"] = watcher.detected_at - float(end)
         return out
 
     # --- steps --------------------------------------------------------------------------
@@ -197,76 +212,79 @@ class Offload:
             raise UserError(f"{env.lock}: lock file not found (env.lock in the Slurm settings)")
         return sorted(files)
 
-    def _probe(self) -> str | None:
-        """Find the job of this identity; return a finished-badly job id to replace."""
-        res = self.transport.run(script.render_probe(self.settings.workdir, self.key))
+    def _probe(self, plan: CachePlan) -> str | None:
+        """Find the job of this identity; return a finished job's id to replace."""
+        hashes = sorted(set(plan.hashes.values()))
+        res = self.transport.run(
+            remote.render_probe(self.settings.workdir, self.key, self.nonce, hashes)
+        )
         if res.rc != 0:
             raise UserError(f"login node: {res.error_line}")
-        info = _fields(res.text)
+        info = fields(res.text)
+        plan.have = {ln[5:] for ln in res.text.splitlines() if ln.startswith("have=")}
         workdir = self.settings.workdir
         if workdir == "~" or workdir.startswith("~/"):
             workdir = info["home"] + workdir[1:]
-        self.layout = script.Layout(workdir, self.key, secrets.token_hex(4))
+        self.layout = script.Layout(workdir, self.key, self.nonce)
         job = info.get("job")
         if not job:
             return None
         # A job id from before a cluster reinstall may name someone else's job: check the name.
         state, _, name = (info.get("squeue") or info.get("sacct") or "").partition("|")
         state = state.split(" ")[0] if name == script.JOB_PREFIX + self.key else ""
-        if not state or state in script.RETRYABLE:
+        if script.replaceable(state):
             self.say(f"job {job} of this identity ended {state or 'unknown'}; submitting again")
             return job
+        if self.settings.resubmit and state not in ACTIVE:
+            self.say(f"job {job} of this identity ended {state}; resubmitting (resubmit is on)")
+            return job
         self.job_id, self.reattached = job, True
-        self.say(f"reattaching to job {job} ({state}), identity {self.key}")
+        extra = " (still active: resubmit replaces finished jobs only)" * self.settings.resubmit
+        self.say(f"reattaching to job {job} ({state}), identity {self.key}{extra}")
         return None
 
-    def _snapshot(
-        self, files: list[str], layout: script.Layout, venv: str | None, retire: str | None
-    ) -> bytes:
-        buf = io.BytesIO()
-        env = self.settings.env
-        # The snapshot has no .git: tell the stage which commit it is (the model card records it).
-        commit = {"MLOPS_CODE_COMMIT": code_commit()}
-        job = script.render_job_script(
-            self.settings, self.stage.name, layout, self.cmd, venv, commit
-        )
-        setup = ""
-        if venv is not None:
-            setup = script.render_env_setup(env, layout, env.lock, venv)
-        submit = script.render_submit(layout, setup, retire)
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for rel in files:
-                tar.add(self.root / rel, arcname=rel, recursive=False)
-            for name, text in ((script.SCRIPT_NAME, job), (script.SUBMIT_NAME, submit)):
-                data = text.encode()
-                info = tarfile.TarInfo(name)
-                info.size, info.mode, info.mtime = len(data), 0o700, int(time.time())
-                tar.addfile(info, io.BytesIO(data))
-        return buf.getvalue()
-
-    def _submit(self, files: list[str], retire: str | None) -> None:
+    def _submit(self, files: list[str], retire: str | None, plan: CachePlan) -> None:
         assert self.layout is not None
         layout = self.layout
         env = self.settings.env
         venv = None
+        # The snapshot has no .git: tell the stage which commit it is (the model card records it).
+        commit = {"MLOPS_CODE_COMMIT": code_commit()}
+        scripts = {}
+        setup = ""
         if env.kind == "venv":
             venv = layout.venv(env, (self.root / env.lock).read_bytes())
+            scripts[script.ENV_NAME] = envscript.render_env_build(env, layout, env.lock, venv)
+            setup = envscript.render_env_setup(env, layout, venv)
+        scripts[script.SCRIPT_NAME] = script.render_job_script(
+            self.settings, self.stage.name, layout, self.cmd, venv, commit
+        )
+        scripts[script.SUBMIT_NAME] = script.render_submit(
+            layout, setup, retire, self.settings.prune_after_days
+        )
+        snapshot = Snapshot(self.root, files, scripts, plan)
         with self.phase("stage_in"):
-            payload = self._snapshot(files, layout, venv, retire)
-            res = self.transport.run(script.render_stage_in(layout), stdin=payload)
-        info = _fields(res.text)
+            res = self.transport.run(
+                remote.render_stage_in(layout),
+                feed=snapshot.feed,
+                timeout=env.build_timeout + 600,
+            )
+        info = fields(res.text)
         if "t_env_start" in info and "t_env_end" in info:
             env_s = float(info["t_env_end"]) - float(info["t_env_start"])
             self.timings["environment"] = env_s
             self.timings["stage_in"] -= env_s
         if "env" in info:
-            self.cold_env = True
             self.say(f"built the job environment {venv} in {self.timings['environment']:.1f} s")
         if res.rc == 3:
             why = res.error_line.removeprefix("sbatch: error: ")
             raise UserError(f"sbatch refused the job: {why}")
         if res.rc != 0:
-            raise UserError(f"staging in on the login node failed: {res.error_line}")
+            why = res.error_line.removeprefix("error: ")
+            raise UserError(f"staging in on the login node failed: {why}")
+        cached = sum((self.root / r).stat().st_size for r in plan.cached())
+        from_cache = f" ({human(cached)} of deps from the cluster's cache)" if cached else ""
+        self.say(f"staged in {human(snapshot.sent)}{from_cache}")
         if "cancelled" in res.text.split():
             raise UserError("the submission was cancelled")
         if "attach" in info:
@@ -278,144 +296,61 @@ class Offload:
         part = self.settings.job.partition or "the default partition"
         self.say(f"submitted job {self.job_id} to {part} (identity {self.key})")
 
-    def _emit(self, data: bytes, final: bool = False) -> None:
-        text = self._decoder.decode(data, final=final)
-        if not text:
-            return
-        self.out.write(text)
-        self.out.flush()
-        lines = (self._partial + text).split("\n")
-        self._partial = lines.pop()
-        self._tail.extend(lines)
-        if final and self._partial:
-            self._tail.append(self._partial)
-            self._partial = ""
-
-    def _poll(self) -> tuple[int, str, bytes]:
-        """One squeue + log round trip: squeue's exit code and line, and the new log bytes."""
-        assert self.layout is not None and self.job_id is not None
-        res = self.transport.run(script.render_poll(self.job_id, self.layout, self._offset))
-        head, _, data = res.out.partition(b"@@LOG@@\n")
-        self._offset += len(data)
-        lines = head.decode(errors="replace").splitlines()
-        rc = int(lines[0].removeprefix("rc=")) if lines and lines[0].startswith("rc=") else 1
-        return rc, (lines[1].strip() if len(lines) > 1 else ""), data
-
-    def _watch(self) -> None:
-        assert self.job_id is not None
-        watch_started = time.monotonic()
-        interval = min(self.settings.poll_interval, 0.1)
-        failures = 0
-        while True:
-            with self.phase("watch"):
-                rc, line, data = self._poll()
-            if rc != 0 and "Invalid job id" not in line:
-                self._emit(data)
-                # The controller did not answer (busy, restarting): keep the last state.
-                failures += 1
-                if failures in (10, 100):
-                    self.say(f"squeue keeps failing: {line}")
-                time.sleep(interval)
-                continue
-            failures = 0
-            state, reason, node = (line.split("|") + ["", ""])[:3] if rc == 0 else ("", "", "")
-            base = state.split(" ")[0]
-            if (base, reason) != self._last and base:
-                where = f" on {node}" if base == "RUNNING" and node else ""
-                why = f" ({reason})" if base == "PENDING" and reason not in ("", "None") else ""
-                self.say(f"job {self.job_id}: {base}{why}{where}")
-                self._last = (base, reason)
-            self._emit(data)
-            # No line: the controller forgot the job (past MinJobAge); sacct has the rest.
-            if not base or base in TERMINAL:
-                # sacct keeps no reason for a finished job; squeue's last word is the useful one.
-                self.final_reason = "" if reason in ("", "None") else reason
-                self.detected_at = time.time()
-                break
-            # Poll fast while a short job may end any moment (a poll is ~10 ms over one SSH
-            # connection), then back off to the setting.
-            waited = time.monotonic() - watch_started
-            if waited > 30:
-                interval = self.settings.poll_interval
-            elif waited > 10:
-                interval = min(self.settings.poll_interval, 0.25)
-            time.sleep(interval)
-        # Slurm may flush the last output after the state changed.
-        self._emit(self._poll()[2])
-
-    def _account(self) -> JobRecord:
-        assert self.job_id is not None
-        assert self.layout is not None
-        cmd = script.render_accounting(self.job_id, self.layout, SACCT_FORMAT)
-        deadline = time.monotonic() + 10
-        record: JobRecord | None = None
-        while True:
-            res = self.transport.run(cmd)
-            sacct, _, times = res.text.partition("@@TIMES@@\n")
-            self.node_times = _fields(times)
-            record = parse_sacct(sacct, self.job_id)
-            if is_final(record) or (record is not None and time.monotonic() > deadline):
-                break
-            if record is not None and record.base_state not in TERMINAL:
-                if time.monotonic() > deadline - 7:
-                    break  # sacct says the job still runs: back to watching it
-            if time.monotonic() > deadline:
-                raise UserError(f"no accounting record for job {self.job_id}: {res.error_line}")
-            time.sleep(0.05)
-        assert record is not None
-        if not record.reason and self.final_reason:
-            record = dataclasses.replace(record, reason=self.final_reason)
-        return record
-
     def _stage_out(self) -> None:
         assert self.layout is not None
         outs = staged_outs(self.stage)
         if not outs:
             return
-        res = self.transport.run(script.render_stage_out(self.layout, outs))
-        if res.rc != 0:
-            raise UserError(
-                f"job {self.job_id} completed but its outs are missing: {res.error_line}"
-            )
-        for rel in outs:
-            path = self.root / rel
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
+        with self.phase("stage_out"):
+            try:
+                stage_out(self.transport, self.layout, self.root, outs)
+            except UserError as exc:
+                raise UserError(f"job {self.job_id} completed, but {exc}") from None
+
+    def _release(self) -> None:
+        """Give up this run's lease (best effort: a lease also expires on its own)."""
+        if self.layout is None or self.job_id is None:
+            return
         try:
-            with tarfile.open(fileobj=io.BytesIO(res.out), mode="r:") as tar:
-                tar.extractall(self.root, filter="data")
-        except (tarfile.TarError, OSError) as exc:
-            raise UserError(f"copying the outs of job {self.job_id} back failed: {exc}") from None
-        missing = [o for o in outs if not (self.root / o).exists()]
-        if missing:
-            raise UserError(f"job {self.job_id} did not produce {', '.join(missing)}")
+            self.transport.run(remote.render_release(self.layout, self.job_done), timeout=30)
+        except Exception:  # noqa: BLE001 - the run's outcome is already decided
+            pass
 
     def _cancel(self) -> None:
         if self.layout is None:
             return
+        if self.job_done:
+            self.say(f"job {self.job_id} had already ended: nothing to cancel")
+            return
         what = f"job {self.job_id}" if self.job_id else "the submission"
-        if isinstance(self.transport, SshTransport):
+        if hasattr(self.transport, "reconnect_timeout"):
             # A cancelled CI job has seconds before it is killed: do not wait minutes for SSH.
             self.transport.reconnect_timeout = 20.0
+        cmd = remote.render_cancel(self.job_id, self.layout, self.settings.lease_ttl)
         try:
-            res = self.transport.run(script.render_cancel(self.job_id, self.layout), timeout=30)
+            res = self.transport.run(cmd, timeout=30)
         except Exception as exc:  # noqa: BLE001 - report and still exit non-zero
             self.say(f"could not cancel {what}: {exc}")
             return
-        if res.rc == 0:
+        held = fields(res.text).get("held")
+        if res.rc == 0 and held:
+            self.say(f"left {what} running: {held} other run(s) still wait for it")
+        elif res.rc == 0:
             self.say(f"cancelled {what}")
         else:
             self.say(f"could not cancel {what}: {res.error_line}")
 
     def _fail(self, record: JobRecord) -> None:
-        if self._tail:
+        if self.tail:
             self.say(f"last lines of {script.LOG_NAME}:")
-            for line in self._tail:
+            for line in self.tail:
                 print(f"    {line}", file=self.log)
         code = f"exit code {record.exit_code}" + (
             f", signal {record.signal}" if record.signal else ""
         )
         reason = f", reason {record.reason}" if record.reason not in ("", "None") else ""
         raise JobFailed(f"Slurm job {record.job_id} {record.state} ({code}{reason})")
+
+
+def _int(value: str | None) -> int:
+    return int(value) if value and value.isdigit() else 0

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,9 +26,21 @@ class CommandFailed(UserError):
     exit_code = 1
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on: the affinity mask on Linux; macOS has no such call."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def maxrss_bytes(ru_maxrss: int, platform: str | None = None) -> int:
+    """``ru_maxrss`` is bytes on macOS and KiB on Linux (and the BSDs)."""
+    return ru_maxrss if (platform or sys.platform) == "darwin" else ru_maxrss * 1024
+
+
 def run_here(stage: str, cmd: list[str], root: Path, identity: str) -> SlurmReport:
     """Run ``cmd`` in ``root``; wall time, CPU time and max RSS come from the child's rusage."""
-    cpus = len(os.sched_getaffinity(0))
+    cpus = usable_cpus()
     start = datetime.now(timezone.utc)
     started = time.monotonic()
     try:
@@ -72,7 +85,7 @@ def run_here(stage: str, cmd: list[str], root: Path, identity: str) -> SlurmRepo
         alloc_cpus=cpus,
         total_cpu_s=cpu,
         cpu_efficiency=efficiency,
-        max_rss_bytes=usage.ru_maxrss * 1024,  # Linux reports KiB
+        max_rss_bytes=maxrss_bytes(usage.ru_maxrss),
         gpus=0,
         gpu_utilization=None,
         stage_efficiency=stage_efficiency([Segment(cpus, efficiency or 0.0, wall)]),

@@ -16,9 +16,21 @@ LOG_NAME = "job.log"
 SCRIPT_NAME = "job.sh"
 SUBMIT_NAME = ".mlops-submit.sh"
 TIMES_NAME = ".mlops-times"
+ENV_NAME = ".mlops-env.sh"
+CACHED_NAME = ".mlops-cached"  # "<sha256> <path>" of deps taken from the cluster's cache
+CACHE_ADD_NAME = ".mlops-cache-add"  # "<sha256> <path>" of deps to keep in that cache
+FINISHED_NAME = ".finished"  # the offload saw the job end: the run dir may be pruned later
 JOB_PREFIX = "mlops-"
-# Terminal states whose job a retry replaces instead of reattaching to.
-RETRYABLE = ("FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL")
+# How long one squeue or sacct call may take before we call the controller silent.
+SLURM_CALL_TIMEOUT = 10
+LOG_CHUNK = 4 << 20  # bytes of job.log per poll
+
+
+def replaceable(state: str) -> bool:
+    """A finished job a rerun replaces: every final state but COMPLETED (and none known)."""
+    from machinery.slurm.accounting import TERMINAL
+
+    return not state or (state in TERMINAL and state != "COMPLETED")
 
 
 def q(value: str) -> str:
@@ -58,6 +70,14 @@ class Layout:
     def log(self) -> str:
         return f"{self.run_dir}/{LOG_NAME}"
 
+    @property
+    def lease(self) -> str:
+        return f"{self.run_dir}/leases/{self.nonce}"
+
+    @property
+    def cache(self) -> str:
+        return f"{self.workdir}/cache"
+
     def venv(self, env: EnvSettings, lock_bytes: bytes) -> str:
         return f"{self.workdir}/venvs/{venv_hash(env, lock_bytes)}"
 
@@ -73,6 +93,9 @@ def sbatch_lines(job: JobSettings, name: str, layout: Layout) -> list[str]:
     opts = [
         f"--job-name={name}",
         f"--output={layout.log}",
+        # A requeued job (NODE_FAIL, preemption, scontrol requeue) appends instead of truncating
+        # the log the offload is reading.
+        "--open-mode=append",
         f"--chdir={layout.run_dir}",
         "--nodes=1",
         "--ntasks=1",
@@ -115,81 +138,99 @@ def render_job_script(
         # Output reaches the log (and the CI log) as it is written, not when the job ends.
         "export PYTHONUNBUFFERED=1",
         *(f"export {k}={q(v)}" for k, v in (env_vars or {}).items()),
+        # The outs come back with the modes a local run gives (the run dir itself is 0700).
+        "umask 022",
         *env.setup,
     ]
     command = shlex.join(cmd)
     if env.kind == "apptainer":
         args = " ".join(q(a) for a in env.apptainer_args)
+        # --cleanenv drops the host's environment: pass what the stage needs by name.
+        passed = ["PYTHONPATH", "PYTHONUNBUFFERED", *(env_vars or {})]
+        envs = " ".join(f'--env {k}="${k}"' for k in passed)
         command = (
-            f'apptainer exec --cleanenv --env PYTHONPATH="$PYTHONPATH" --bind {q(run)} '
+            f"apptainer exec --cleanenv {envs} --bind {q(run)} "
             f"--pwd {q(run)} {args + ' ' if args else ''}{q(env.image)} {command}"
         )
     elif env.kind == "venv" and venv is not None:
         lines.append(f"source {q(venv + '/bin/activate')}")
-    # Start and end as the node saw them: the offload's overhead breakdown needs more than
-    # sacct's whole seconds.
+    # Start and end as the node saw them (the offload's overhead breakdown needs more than
+    # sacct's whole seconds), the attempt, and the exit code for clusters without sacct.
     lines += [
         f'echo "start=$(date +%s.%N)" > {TIMES_NAME}',
+        f'echo "restarts=${{SLURM_RESTART_COUNT:-0}}" >> {TIMES_NAME}',
         "set +e",
         command,
         "rc=$?",
         f'echo "end=$(date +%s.%N)" >> {TIMES_NAME}',
+        f'echo "rc=$rc" >> {TIMES_NAME}',
         "exit $rc",
     ]
     return "\n".join(lines) + "\n"
 
 
-def render_env_setup(env: EnvSettings, layout: Layout, lock_name: str, venv: str) -> str:
-    """Build the venv once per lock hash on the login node, under a lock, marked when complete."""
-    py = q(env.python)
-    tools = f"{layout.workdir}/tools/uv-{env.uv_version}"
-    lock = q(f"{layout.staging_dir}/{lock_name}")
-    # The setup lines (e.g. `module load python`) give the build the job's interpreter.
-    setup = "".join(f"    {line}\n" for line in env.setup)
+def render_prune(layout: Layout, days: float) -> str:
+    """Remove run dirs of finished runs, retired and abandoned staging dirs, and cached deps no
+    run uses, once older than ``days`` (run under the runs lock)."""
+    if days <= 0:
+        return ""
+    minutes = max(int(days * 1440), 1)
+    runs, cache = q(layout.runs), q(layout.cache)
     return f"""\
-V={q(venv)}
-if [ ! -f "$V/.ready" ]; then
-{setup}
-  mkdir -p {q(layout.workdir + '/venvs')}
-  exec 8>"$V.lock"
-  flock 8
-  if [ ! -f "$V/.ready" ]; then
-    echo "building the job environment in $V" >&2
-    rm -rf "$V"
-    UV=$(command -v uv || true)
-    # The login node's own CA store (site proxies), not only uv's bundled roots.
-    export UV_SYSTEM_CERTS=1
-    if [ -z "$UV" ]; then
-      U={q(tools)}
-      if [ ! -x "$U/bin/uv" ]; then
-        rm -rf "$U"
-        {py} -m venv "$U"
-        "$U/bin/pip" install -q --disable-pip-version-check {q('uv==' + env.uv_version)}
-      fi
-      UV="$U/bin/uv"
-    fi
-    "$UV" venv -q --python {py} "$V"
-    "$UV" pip sync -q --compile-bytecode --python "$V/bin/python" {lock} >&2
-    touch "$V/.ready"
-    echo "env=built"
+for d in {runs}/* {runs}/.*; do
+  [ -d "$d" ] || continue
+  n=$(basename "$d")
+  case "$n" in
+    .|..) continue;;
+    .*|*.*) f="$d";;  # an abandoned staging dir, or the run dir of a replaced job
+    *) f="$d/{FINISHED_NAME}"; [ -e "$f" ] || continue;;
+  esac
+  if [ -n "$(find "$f" -maxdepth 0 -mmin +{minutes})" ]; then
+    chmod -R u+w "$d" 2>/dev/null || true
+    rm -rf "$d" || true  # pruning never fails a submission
   fi
-  exec 8>&-
+done
+[ -d {cache} ] && find {cache} -type f -links 1 -mmin +{minutes} -delete 2>/dev/null || true
+"""
+
+
+def render_link_cached(layout: Layout) -> str:
+    """Deps the cluster already holds come from its cache (hard links, read-only); large new
+    ones join it."""
+    stage, cache = q(layout.staging_dir), q(layout.cache)
+    return f"""\
+if [ -f {stage}/{CACHED_NAME} ] || [ -f {stage}/{CACHE_ADD_NAME} ]; then
+  mkdir -p {cache}
+  while read -r h p; do
+    mkdir -p "$(dirname {stage}/"$p")"
+    ln -f {cache}/"$h" {stage}/"$p" 2>/dev/null || cp {cache}/"$h" {stage}/"$p"
+  done < <(cat {stage}/{CACHED_NAME} 2>/dev/null || true)
+  while read -r h p; do
+    chmod a-w {stage}/"$p"
+    ln -f {stage}/"$p" {cache}/"$h.$$" 2>/dev/null && mv -f {cache}/"$h.$$" {cache}/"$h" || true
+  done < <(cat {stage}/{CACHE_ADD_NAME} 2>/dev/null || true)
+  rm -f {stage}/{CACHED_NAME} {stage}/{CACHE_ADD_NAME}
 fi
 """
 
 
-def render_submit(layout: Layout, env_setup: str, retire: str | None) -> str:
+def render_submit(
+    layout: Layout, env_setup: str, retire: str | None, prune_days: float = 0.0
+) -> str:
     """Runs on the login node after the snapshot landed in the staging dir.
 
     Under one lock per workdir: a run dir that already has a job id wins (a concurrent or
     retried offload attaches to it); otherwise the staging dir becomes the run dir and is
-    submitted. A cancel marker left by an interrupted offload stops a late submission.
+    submitted. A cancel marker left by an interrupted offload stops a late submission. Either
+    way this run takes a lease on the job (see ``render_cancel``).
     """
     run, stage = q(layout.run_dir), q(layout.staging_dir)
+    lease = f"mkdir -p {run}/leases && touch {q(layout.lease)}"
     retire_block = ""
     if retire:
         retire_block = (
             f'if [ -s {run}/jobid ] && [ "$(cat {run}/jobid)" = {q(retire)} ]; then\n'
+            f"  chmod -R u+w {q(layout.run_dir + '.' + retire)} 2>/dev/null || true\n"
             f"  rm -rf {q(layout.run_dir + '.' + retire)}\n"
             f"  mv {run} {q(layout.run_dir + '.' + retire)}\n"
             "fi\n"
@@ -197,17 +238,18 @@ def render_submit(layout: Layout, env_setup: str, retire: str | None) -> str:
     return f"""\
 set -eo pipefail
 umask 077
-echo "t_env_start=$(date +%s.%N)"
+{render_link_cached(layout)}echo "t_env_start=$(date +%s.%N)"
 {env_setup}echo "t_env_end=$(date +%s.%N)"
 exec 9>{q(layout.runs + '/.lock')}
 flock 9
-if [ -e {stage}.cancel ]; then
+{render_prune(layout, prune_days)}if [ -e {stage}.cancel ]; then
   rm -rf {stage} {stage}.cancel
   echo "cancelled"
   exit 0
 fi
 {retire_block}if [ -s {run}/jobid ]; then
   rm -rf {stage}
+  {lease}
   echo "attach=$(cat {run}/jobid)"
   exit 0
 fi
@@ -221,63 +263,6 @@ if ! J=$(sbatch --parsable {run}/{SCRIPT_NAME} 2>{run}/sbatch.err); then
 fi
 J=${{J%%;*}}
 echo "$J" > {run}/jobid
+{lease}
 echo "submitted=$J"
 """
-
-
-def render_probe(workdir: str, key: str) -> str:
-    """One round trip: $HOME, and the job already submitted under this identity, if any."""
-    run = f"{remote_path(workdir)}/runs/{q(key)}"
-    return f"""\
-echo "home=$HOME"
-if [ -s {run}/jobid ]; then
-  J=$(cat {run}/jobid)
-  echo "job=$J"
-  echo "squeue=$(squeue -h -t all -j "$J" -o '%T|%j' 2>/dev/null | head -n1)"
-  echo "sacct=$(sacct -n -X -P -j "$J" -o State,JobName 2>/dev/null | head -n1)"
-fi
-"""
-
-
-def render_stage_in(layout: Layout) -> str:
-    """Unpack the snapshot (tar on stdin) into a private staging dir, then submit."""
-    stage = q(layout.staging_dir)
-    return (
-        f"umask 077 && mkdir -p {q(layout.runs)} && rm -rf {stage} && mkdir {stage} && "
-        f"tar -x -C {stage} && "
-        f"{{ bash {stage}/{SUBMIT_NAME} || {{ rc=$?; rm -rf {stage}; exit $rc; }}; }}"
-    )
-
-
-def render_poll(job_id: str, layout: Layout, offset: int) -> str:
-    """Live state from squeue (sacct lags), then the log from ``offset`` on, in one call.
-
-    squeue's exit code travels too: a controller that does not answer is not a finished job.
-    """
-    return (
-        f"S=$(squeue -h -t all -j {q(job_id)} -o '%T|%r|%N' 2>&1); echo \"rc=$?\"; "
-        'printf "%s\\n" "$S" | head -n1; echo @@LOG@@; '
-        f"tail -c +{offset + 1} {q(layout.log)} 2>/dev/null | head -c 1048576"
-    )
-
-
-def render_cancel(job_id: str | None, layout: Layout) -> str:
-    """Stop the job, or the submission still on its way (it checks the marker under the lock)."""
-    if job_id:
-        return f"scancel {q(job_id)}"
-    return (
-        f"mkdir -p {q(layout.runs)} && exec 9>{q(layout.runs + '/.lock')} && flock 9 && "
-        f"touch {q(layout.staging_dir)}.cancel && "
-        f'scancel --user="$USER" --name={q(JOB_PREFIX + layout.key)}'
-    )
-
-
-def render_accounting(job_id: str, layout: Layout, sacct_format: str) -> str:
-    return (
-        f"sacct -j {q(job_id)} -n -P -o {sacct_format}; echo @@TIMES@@; "
-        f"cat {q(layout.run_dir + '/' + TIMES_NAME)} 2>/dev/null"
-    )
-
-
-def render_stage_out(layout: Layout, outs: list[str]) -> str:
-    return f"cd {q(layout.run_dir)} && tar -cf - -- {' '.join(q(o) for o in outs)}"

@@ -53,6 +53,9 @@ class EnvSettings(BaseModel):
     image: str = ""
     apptainer_args: list[str] = Field(default_factory=list)
     setup: list[str] = Field(default_factory=list, description="shell lines run before CMD")
+    build_timeout: float = Field(
+        default=3600.0, gt=0, description="seconds the venv build on the login node may take"
+    )
 
 
 class SlurmSettings(BaseSettings):
@@ -73,6 +76,20 @@ class SlurmSettings(BaseSettings):
     reconnect_timeout: float = Field(default=300.0, ge=0)
     workdir: str = Field(default="~/.mlops", description="on the cluster: run dirs and venvs")
     poll_interval: float = Field(default=0.25, gt=0)
+    controller_warn_after: float = Field(
+        default=30.0, gt=0, description="warn when squeue has not answered for this long"
+    )
+    accounting_wait: float = Field(
+        default=10.0, ge=0, description="wait this long for sacct's record, then do without"
+    )
+    lease_ttl: float = Field(
+        default=120.0, gt=0, description="a watching run that is silent this long holds nothing"
+    )
+    prune_after_days: float = Field(
+        default=7.0, ge=0, description="remove finished run dirs older than this (0: never)"
+    )
+    cache_deps: bool = Field(default=True, description="keep large deps on the cluster by hash")
+    resubmit: bool = Field(default=False, description="replace the job even if it completed")
     job: JobSettings = Field(default_factory=JobSettings)
     env: EnvSettings = Field(default_factory=EnvSettings)
 

@@ -1,4 +1,6 @@
-"""Acceptance: ``dvc repro`` with train offloaded over SSH gives the model of a local run."""
+"""The example's acceptance on Slurm: ``dvc repro`` with its train stage offloaded over SSH gives
+the model of a local run. It trains the example, so it lives with the example's tests (a fork
+replaces it); the template's offload tests use tiny commands of their own (tests/slurm/)."""
 
 from __future__ import annotations
 
@@ -8,13 +10,17 @@ from pathlib import Path
 import pytest
 
 from machinery.modelcard import sha256_file
-from tests.slurm.conftest import Cluster
+
+# The session's local cluster (started once, shared with tests/slurm when both run).
+from tests.slurm.conftest import Cluster, cluster  # noqa: F401
 from tests.support.workspace import Workspace
 
-pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("timeout_job")]
+pytestmark = [pytest.mark.integration]
 
 
-def test_dvc_repro_offloaded_train_matches_the_local_run(cluster: Cluster, tmp_path: Path) -> None:
+def test_dvc_repro_offloaded_train_matches_the_local_run(
+    cluster: Cluster, tmp_path: Path  # noqa: F811
+) -> None:
     local = Workspace.clone(tmp_path / "local")
     local.run("dvc", "repro", env={"MLOPS_SLURM_TRANSPORT": "none"})
 

@@ -1,0 +1,97 @@
+"""Start-up stays light (heavy libraries load only where used) and transport ``none`` runs on
+macOS as on Linux (no ``sched_getaffinity``; ``ru_maxrss`` in bytes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from machinery.slurm import runlocal
+from tests.slurm.conftest import make_project
+
+HEAVY = ("boto3", "botocore", "paramiko", "jinja2", "dvc", "machinery.registry", "machinery.report")
+
+
+def _imported(argv: list[str], cwd: Path | None = None) -> set[str]:
+    """Modules a ``python -X importtime`` run imported (its stderr lists each one)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_SLURM_")}
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {
+        line.rsplit("|", 1)[1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+
+
+def test_mlops_help_imports_no_heavy_library() -> None:
+    modules = _imported(["-m", "machinery.cli", "--help"])
+    assert {m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY} == set()
+
+
+def test_offload_with_transport_none_imports_no_heavy_library(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", "mkdir -p out && touch out/x")
+    argv = ["-m", "machinery.cli", "offload", "--transport", "none", project.stage, "--"]
+    modules = _imported([*argv, *project.cmd], cwd=project.path)
+    assert "machinery.slurm.runlocal" in modules  # it did run the stage
+    assert {m for m in modules if m.split(".")[0] in HEAVY or m in HEAVY} == set()
+    assert not {"machinery.slurm.transport", "machinery.slurm.offload"} & modules
+
+
+def test_the_registry_imports_boto3_only_for_an_s3_registry() -> None:
+    code = (
+        "import sys\n"
+        "from machinery.registry import Registry\n"
+        "Registry.from_url(sys.argv[1])\n"
+        "print('boto3' in sys.modules)\n"
+    )
+    for url, loaded in (("/tmp/mlops-no-such-registry", "False"), ("s3://bucket/prefix", "True")):
+        out = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True)
+        assert out.stdout.strip() == loaded, (url, out.stderr)
+
+
+def test_every_command_is_listed_and_runs(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from machinery.cli import COMMANDS, app
+
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.output
+        sub = CliRunner().invoke(app, [name, "--help"])
+        assert sub.exit_code == 0 and "Usage" in sub.output, (name, sub.output)
+
+
+def test_cpus_without_sched_getaffinity(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    assert runlocal.usable_cpus() == (os.cpu_count() or 1)
+
+
+def test_maxrss_units_per_platform() -> None:
+    assert runlocal.maxrss_bytes(1000, "darwin") == 1000
+    assert runlocal.maxrss_bytes(1000, "linux") == 1000 * 1024
+
+
+def test_run_here_on_macos(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The whole transport-none path with macOS's platform facts."""
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    cmd = [sys.executable, "-c", "b = bytearray(40 << 20)"]
+    report = runlocal.run_here("work", cmd, tmp_path, "work-0")
+    assert report.alloc_cpus == (os.cpu_count() or 1)
+    # Linux gave KiB; taken as bytes (macOS's unit), 40 MB of KiB reads as ~40 thousand bytes.
+    assert report.max_rss_bytes is not None and 30_000 < report.max_rss_bytes < 1 << 20
+    monkeypatch.setattr(sys, "platform", "linux")
+    report = runlocal.run_here("work", cmd, tmp_path, "work-0")
+    assert report.max_rss_bytes is not None and report.max_rss_bytes > 40 << 20
