@@ -16,6 +16,7 @@ those give ``<HEAD>+dirty``. The commit's committer time is the reproducible bui
 
 from __future__ import annotations
 
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,3 +137,12 @@ def stage_provenance(stage: str, root: Path = Path(".")) -> Provenance:
     except (OSError, subprocess.CalledProcessError, yaml.YAMLError):
         return Provenance("unknown", None)
     return Provenance(commit, epoch)
+
+
+def stage_env(stage: str, root: Path = Path(".")) -> dict[str, str]:
+    """The provenance variables for a stage's command: the caller's own ``MLOPS_CODE_COMMIT``
+    (and ``SOURCE_DATE_EPOCH``) when it set them, else the stage's provenance."""
+    if os.environ.get("MLOPS_CODE_COMMIT"):
+        keys = ("MLOPS_CODE_COMMIT", "SOURCE_DATE_EPOCH")
+        return {k: os.environ[k] for k in keys if os.environ.get(k)}
+    return stage_provenance(stage, root).env

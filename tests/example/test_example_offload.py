@@ -42,4 +42,4 @@ def test_dvc_repro_offloaded_train_matches_the_local_run(
     remote_metrics = json.loads((remote.path / "eval/metrics.json").read_text())
     assert remote_metrics == local_metrics
     local_report = json.loads((local.path / "reports/slurm/train.json").read_text())
-    assert local_report["transport"] == "none" and local_report["source"] == "rusage"
+    assert local_report["transport"] == "none" and local_report["source"] == "none"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import time
 from collections.abc import Callable
@@ -132,10 +133,15 @@ def test_transport_none_runs_here_and_still_reports(project_factory: Factory) ->
     assert proc.returncode == 0, proc.stderr
     assert (project.path / "out/upper.txt").read_text() == "HELLO FROM THE RUNNER\n"
     report = json.loads(project.report_path.read_text())
-    assert report["transport"] == "none" and report["source"] == "rusage"
+    assert report["transport"] == "none" and report["source"] == "none"
     assert report["job_id"] is None and report["state"] == "COMPLETED"
-    assert report["total_cpu_s"] >= 0.3 and report["max_rss_bytes"] >= 50 << 20
-    assert 0 < report["cpu_efficiency"] <= 1.05
+    # The figures go to the log; the record (a DVC output) holds only what the same inputs
+    # always give, so a second run writes the same bytes.
+    cpu, rss = re.search(r"CPU ([\d.]+) s on \d+ CPUs.*max RSS (\d+) MiB", proc.stderr).groups()
+    assert float(cpu) >= 0.3 and int(rss) >= 50
+    first = project.report_path.read_bytes()
+    assert project.run({**env, "MLOPS_SLURM_TRANSPORT": "none"}).returncode == 0
+    assert project.report_path.read_bytes() == first
 
 
 def test_job_output_streams_while_the_job_runs(cluster: Cluster, project_factory: Factory) -> None:

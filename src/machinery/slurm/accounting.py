@@ -210,11 +210,13 @@ class SlurmReport(BaseModel):
     schema_version: int = SCHEMA_VERSION
     stage: str
     transport: str
-    source: str  # "sacct" (a Slurm job) or "rusage" (transport none: run here)
+    # "sacct" (a Slurm job), "squeue" (accounting unavailable) or "none" (transport none: run
+    # here; no figures in the record, so the same inputs give the same bytes)
+    source: str
     identity: str
     job_id: str | None
     reattached: bool
-    node: str
+    node: str | None
     partition: str | None
     state: str
     reason: str | None
@@ -224,10 +226,10 @@ class SlurmReport(BaseModel):
     start_time: datetime | None
     end_time: datetime | None
     queue_wait_s: float | None
-    run_time_s: float
+    run_time_s: float | None
     time_limit_s: float | None
-    alloc_cpus: int
-    total_cpu_s: float
+    alloc_cpus: int | None
+    total_cpu_s: float | None
     cpu_efficiency: float | None
     max_rss_bytes: int | None
     gpus: int

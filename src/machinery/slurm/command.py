@@ -61,7 +61,9 @@ def offload(
         from machinery.slurm.runlocal import run_here
 
         files = sorted(set(code_files(root)) | set(expand(root, spec.deps)))
-        run_here(stage, cmd, root, identity(root, spec, cmd, files))
+        from machinery.provenance import stage_env
+
+        run_here(stage, cmd, root, identity(root, spec, cmd, files), stage_env(stage, root))
         return
     from machinery.slurm.offload import Offload
 

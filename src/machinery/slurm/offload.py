@@ -19,7 +19,7 @@ from types import FrameType
 from typing import TextIO
 
 from machinery.errors import UserError
-from machinery.modelcard import code_commit
+from machinery.provenance import stage_env
 from machinery.slurm import envscript, remote, script
 from machinery.slurm.accounting import TERMINAL, JobRecord, SlurmReport, report_from_record
 from machinery.slurm.logstream import LogStream
@@ -248,8 +248,9 @@ class Offload:
         layout = self.layout
         env = self.settings.env
         venv = None
-        # The snapshot has no .git: tell the stage which commit it is (the model card records it).
-        commit = {"MLOPS_CODE_COMMIT": code_commit()}
+        # The snapshot has no .git: tell the stage which commit its inputs come from, and that
+        # commit's time (the model card records both; machinery.provenance says why not HEAD).
+        commit = stage_env(self.stage.name, self.root)
         scripts = {}
         setup = ""
         if env.kind == "venv":

@@ -1,25 +1,17 @@
-"""Transport ``none``: run the stage here, and still write the figures the report shows."""
+"""Transport ``none``: run the stage here; figures to the log, a deterministic record to DVC."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from types import FrameType
 
 from machinery.errors import UserError
-from machinery.slurm.accounting import (
-    SHORT_JOB_S,
-    Segment,
-    SlurmReport,
-    cpu_efficiency,
-    stage_efficiency,
-)
+from machinery.slurm.accounting import SlurmReport, cpu_efficiency
 
 
 class CommandFailed(UserError):
@@ -38,13 +30,19 @@ def maxrss_bytes(ru_maxrss: int, platform: str | None = None) -> int:
     return ru_maxrss if (platform or sys.platform) == "darwin" else ru_maxrss * 1024
 
 
-def run_here(stage: str, cmd: list[str], root: Path, identity: str) -> SlurmReport:
-    """Run ``cmd`` in ``root``; wall time, CPU time and max RSS come from the child's rusage."""
+def run_here(
+    stage: str, cmd: list[str], root: Path, identity: str, env: dict[str, str] | None = None
+) -> SlurmReport:
+    """Run ``cmd`` in ``root`` (with ``env`` added to this environment).
+
+    Wall time, CPU time and max RSS come from the child's rusage and go to the log, not into the
+    record: the record is a DVC output, and a fresh clone's ``make run`` must reproduce the
+    committed ``dvc.lock``, so it holds only what the same inputs always give. A cluster job's
+    record holds its accounting: that is what the report's compute table is for."""
     cpus = usable_cpus()
-    start = datetime.now(timezone.utc)
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(cmd, cwd=root)
+        proc = subprocess.Popen(cmd, cwd=root, env={**os.environ, **(env or {})})
     except FileNotFoundError:
         raise UserError(f"{cmd[0]}: command not found") from None
 
@@ -63,34 +61,43 @@ def run_here(stage: str, cmd: list[str], root: Path, identity: str) -> SlurmRepo
     efficiency = cpu_efficiency(cpu, wall, cpus)
     code = proc.returncode
     state = "COMPLETED" if code == 0 else ("CANCELLED" if code < 0 else "FAILED")
+    print(
+        f"[offload] {stage} ran here (transport none): {state}, wall {wall:.1f} s, CPU {cpu:.1f} s"
+        f" on {cpus} CPUs"
+        + (f" ({100 * efficiency:.1f} %)" if efficiency is not None else "")
+        + f", max RSS {maxrss_bytes(usage.ru_maxrss) / 2**20:.0f} MiB",
+        file=sys.stderr,
+        flush=True,
+    )
     report = SlurmReport(
         stage=stage,
         transport="none",
-        source="rusage",
+        source="none",
         identity=identity,
         job_id=None,
         reattached=False,
-        node=socket.gethostname(),
+        node=None,
         partition=None,
         state=state,
         reason=None,
         exit_code=max(code, 0),
         signal=-code if code < 0 else 0,
-        submit_time=start,
-        start_time=start,
-        end_time=datetime.now(timezone.utc),
-        queue_wait_s=0.0,
-        run_time_s=wall,
+        submit_time=None,
+        start_time=None,
+        end_time=None,
+        queue_wait_s=None,
+        run_time_s=None,
         time_limit_s=None,
-        alloc_cpus=cpus,
-        total_cpu_s=cpu,
-        cpu_efficiency=efficiency,
-        max_rss_bytes=maxrss_bytes(usage.ru_maxrss),
+        alloc_cpus=None,
+        total_cpu_s=None,
+        cpu_efficiency=None,
+        max_rss_bytes=None,
         gpus=0,
         gpu_utilization=None,
-        stage_efficiency=stage_efficiency([Segment(cpus, efficiency or 0.0, wall)]),
-        short_job=wall < SHORT_JOB_S,
-        timings_s={"run": round(wall, 4), "total": round(wall, 4)},
+        stage_efficiency=None,
+        short_job=False,
+        timings_s={},
+        note="ran here, not on a cluster: its run time, CPU and memory are in the stage's log",
     )
     report.write(root)
     if code != 0:
