@@ -4,11 +4,7 @@ before the app) and big-image decoding in low-priority processes under a pixel b
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,20 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO
 from tests.service.conftest import ADMIN_TOKEN, ALIAS, PREDICT, PREDICT_TOKEN, sha256_hex
 from tests.service.test_limits import blank_png, upload
-from tests.support.ports import free_port, wait_for_port
-from tests.support.process import stop_process
+from tests.support.service import service_process
 
 pytestmark = pytest.mark.integration
 
 
 @contextmanager
 def serving(registry: Path, tmp_path: Path, **settings: str) -> Iterator[tuple[str, int]]:
-    port = free_port()
     env = {
-        **os.environ,
         "MLOPS_REGISTRY_URL": str(registry),
         "MLOPS_MODEL_ALIAS": ALIAS,
         "MLOPS_MODEL_CACHE_DIR": str(tmp_path / "cache"),
@@ -38,24 +30,8 @@ def serving(registry: Path, tmp_path: Path, **settings: str) -> Iterator[tuple[s
         "MLOPS_ADMIN_TOKEN_SHA256": sha256_hex(ADMIN_TOKEN),
         **{f"MLOPS_{k.upper()}": v for k, v in settings.items()},
     }
-    log = (tmp_path / "service.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for_port(port, timeout=30)
-        deadline = time.monotonic() + 30
-        while httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code != 200:
-            assert time.monotonic() < deadline, "service never became ready"
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}", proc.pid
-    finally:
-        stop_process(proc)
-        log.close()
+    with service_process(env, tmp_path) as running:
+        yield running
 
 
 def raw_request(port: int, header_bytes: int) -> bytes:
