@@ -6,6 +6,12 @@ than ``max_upload_bytes``. A multipart form goes through python-multipart's stre
 ``MultipartParser`` chunk by chunk as it arrives; only the first file part's bytes are kept (no
 temporary files: the root filesystem may be read-only). Its header parsing follows RFC 7578,
 which forbids the RFC 5987 ``filename*`` form: such a parameter is ignored, ``filename`` wins.
+
+Cost, measured here (one core, ``timeit``, min of 7): a 315-byte form with a small PNG takes
+~80 µs through python-multipart (~33 µs of it the parser alone) against ~25 µs for the
+hand-written ``bytes.find`` parser this replaced; a 1 MB form takes about the same in both
+(0.7–1.3 ms). The hand-written comparison app parses with the same library through Starlette
+(~210 µs with its ``UploadFile``), and ``make bench-service`` prints ours ÷ that app.
 """
 
 from __future__ import annotations
@@ -113,7 +119,8 @@ class _FirstFile:
         filename = params.get(b"filename")
         if filename is None and name not in ("file", "image"):
             return
-        ctype, _ = parse_options_header(self._headers.get(b"content-type", b""))
+        # Only the media type is used, never its parameters.
+        ctype = self._headers.get(b"content-type", b"").partition(b";")[0].strip().lower()
         self._keep = (
             name,
             None if filename is None else filename.decode("utf-8", "replace"),

@@ -76,7 +76,7 @@ def fuzz(api_schema: schemathesis.schemas.BaseSchema, headers: dict[str, str], n
 
 
 def test_all_checks_pass_as_admin(api_schema: schemathesis.schemas.BaseSchema) -> None:
-    fuzz(api_schema, ADMIN, 30)
+    fuzz(api_schema, ADMIN, 20)
 
 
 def test_all_checks_pass_as_predict_client(api_schema: schemathesis.schemas.BaseSchema) -> None:
