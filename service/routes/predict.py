@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from service.decoding import DecodeBusy, ImageDecoder
+from service.decoding import RETRY_AFTER_SECONDS, DecodeBusy, ImageDecoder
 from service.deps import require_predict, store_of
 from service.inference import LoadedModel, Prediction
 from service.metrics import Metrics
@@ -82,7 +82,9 @@ async def predict(request: Request) -> Response:
     # Read once: a swap during this request does not change the model it is answered with.
     model = store.current
     if model is None:
-        raise HTTPException(503, detail="no model loaded yet")
+        raise HTTPException(
+            503, detail="no model loaded yet", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        )
     settings = store.settings
     content_type = request.headers.get("content-type", "")
     mime = content_type.partition(";")[0].strip().lower()
