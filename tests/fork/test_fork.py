@@ -42,12 +42,6 @@ NOT_IN_THE_FORK = [
 ]
 # Template tests that still read the digits example (their owners are moving them to fixture
 # models or to tests/example/); each entry is a known hole in the guard, to be emptied.
-NOT_YET_FORK_SAFE = [
-    # i10comment (issue 12 item 1) moves these digits assertions to fixture data:
-    "tests/pipeline/test_report.py::"
-    "test_html_report_is_self_contained_and_shows_the_confusion_matrix",
-    "tests/pipeline/test_report.py::test_markdown_report_has_metrics_params_and_plots",
-]
 
 
 def fork(dest: Path) -> Workspace:
@@ -85,8 +79,7 @@ def test_fork_changes_nothing_outside_the_example_params_and_dvc_yaml(forked: Wo
 def test_template_tests_pass_in_the_fork(forked: Workspace) -> None:
     # A short base: unix sockets of the servers the tests start must fit in 108 bytes.
     basetemp = Path(tempfile.mkdtemp(prefix="fork-", dir="/tmp"))
-    deselect = [arg for node in NOT_YET_FORK_SAFE for arg in ("--deselect", node)]
-    deselect += [f"--ignore={path}" for path in NOT_IN_THE_FORK]
+    deselect = [f"--ignore={path}" for path in NOT_IN_THE_FORK]
     proc = forked.run(
         sys.executable,
         "-m",

@@ -20,7 +20,6 @@ EXEMPT = ("tests/example/", "tests/fork/")
 PENDING: set[str] = {
     "tests/support/models.py",
     "tests/registry/conftest.py",
-    "tests/service/conftest.py",
 }
 
 
