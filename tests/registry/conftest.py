@@ -49,7 +49,9 @@ def registry_url(
 ) -> str:
     """A fresh, empty registry URL on each store; for S3 the AWS_* env points at the server."""
     if request.param == "local":
-        return str(tmp_path / "registry")
+        root = tmp_path / "registry"
+        root.mkdir()  # an empty registry; a missing root is a fault (RegistryUnavailable)
+        return str(root)
     server: S3Server = request.getfixturevalue("s3_server")
     bucket: str = request.getfixturevalue("s3_bucket")
     use_s3_env(monkeypatch, server, tmp_path)

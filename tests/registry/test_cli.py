@@ -170,8 +170,16 @@ def test_ci_identity_is_the_default_mover(
         (["list", "--registry", "s3:///x"], ["names no bucket"]),
     ],
 )
-def test_user_errors_are_one_line(mlops: CliRunner, args: list[str], fragments: list[str]) -> None:
+def test_user_errors_are_one_line(
+    mlops: CliRunner, tmp_path: Path, args: list[str], fragments: list[str]
+) -> None:
+    (tmp_path / "registry").mkdir()
     assert_one_line_error(run(mlops, *args), *fragments)
+
+
+@pytest.mark.parametrize("args", [["list"], ["show", "v1"], ["alias", "show", "prod"]])
+def test_a_missing_registry_is_unavailable_not_empty(mlops: CliRunner, args: list[str]) -> None:
+    assert_one_line_error(run(mlops, *args), "registry", "does not exist", code=3)
 
 
 def test_publish_errors_are_one_line(
