@@ -1,11 +1,11 @@
-"""Service fixtures: two genuinely different models from the example's real stages, published
-in a real registry (a local directory; the S3 tests use the real S3 server), and the real app
-built by its own factory and container."""
+"""Service fixtures: two genuinely different fixture models of the template's own (one picture
+kind, two estimators; ``tests/support/fixture_models.py``), published in a real registry (a local
+directory; the S3 tests use the real S3 server), and the real app built by its own factory and
+container. Nothing here knows what ``src/example`` trains: a fork's tests pass unchanged."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,18 +16,20 @@ import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from machinery.registry import Registry
 from service.main import create_app
 from service.settings import Settings
-from tests.support.models import train_example
+from tests.support.fixture_models import SIDE, FixtureModel, build_fixture_model
 
-TAG_A = "exp-logreg"
-TAG_B = "exp-forest"
+TAG_A = "exp-a"  # image fixture, logistic regression
+TAG_B = "exp-b"  # image fixture, decision tree
 ALIAS = "prod"
 PREDICT_TOKEN = "predict-" + secrets.token_urlsafe(16)
 ADMIN_TOKEN = "admin-" + secrets.token_urlsafe(16)
+# Row width of the image fixtures (their card's input), for module-level request bodies.
+N_FEATURES = SIDE * SIDE
+ZERO_ROW = {"instances": [[0.0] * N_FEATURES]}
 
 
 def sha256_hex(token: str) -> str:
@@ -44,19 +46,59 @@ ADMIN = bearer(ADMIN_TOKEN)
 
 @dataclass(frozen=True)
 class Trained:
-    a: Path  # model dir of TAG_A (logreg)
-    b: Path  # model dir of TAG_B (random forest)
-    test_x: np.ndarray
-    test_y: np.ndarray
+    """The two image fixture models behind TAG_A and TAG_B; both were fitted on the same data,
+    so their held-out rows (``test_x``, ``test_y``) and pictures (``image(i)``) are shared."""
+
+    model_a: FixtureModel
+    model_b: FixtureModel
+
+    @property
+    def a(self) -> Path:
+        return self.model_a.model_dir
+
+    @property
+    def b(self) -> Path:
+        return self.model_b.model_dir
+
+    @property
+    def test_x(self) -> np.ndarray:
+        return self.model_a.test_x
+
+    @property
+    def test_y(self) -> np.ndarray:
+        return self.model_a.test_y
+
+    @property
+    def labels(self) -> list[str]:
+        return self.model_a.labels
+
+    @property
+    def n_features(self) -> int:
+        return self.model_a.n_features
+
+    def image(self, index: int, size: int = 24, fmt: str = "PNG") -> bytes:
+        return self.model_a.image(index, size=size, fmt=fmt)
+
+    def rows(self, n: int) -> list[list[float]]:
+        """``n`` held-out rows (repeated as needed) as a JSON ``instances`` list."""
+        reps = -(-n // len(self.test_x))
+        rows: list[list[float]] = np.tile(self.test_x, (reps, 1))[:n].tolist()
+        return rows
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     root = tmp_path_factory.mktemp("service-models")
-    a = train_example(root / "logreg", "logreg")
-    b = train_example(root / "forest", "random_forest")
-    test = np.load(a / "data/prepared/test.npz")
-    return Trained(a / "models", b / "models", test["X"], test["y"])
+    return Trained(
+        build_fixture_model(root / "a", kind="image", estimator="logreg"),
+        build_fixture_model(root / "b", kind="image", estimator="tree"),
+    )
+
+
+@pytest.fixture(scope="session")
+def tabular(tmp_path_factory: pytest.TempPathFactory) -> FixtureModel:
+    """A model whose card has no preprocessing: it takes JSON rows only."""
+    return build_fixture_model(tmp_path_factory.mktemp("service-tabular"), kind="tabular")
 
 
 def publish_both(registry: Registry, trained: Trained, alias_tag: str = TAG_A) -> None:
@@ -101,12 +143,3 @@ def make_app(registry_dir: Path, tmp_path: Path) -> AppFactory:
 def client(make_app: AppFactory) -> Iterator[TestClient]:
     with TestClient(make_app(), raise_server_exceptions=False) as c:
         yield c
-
-
-def digit_png(row: np.ndarray, size: int = 32, fmt: str = "PNG") -> bytes:
-    """Render a digits row (0..16, ink high) as the dark-on-light picture a user uploads."""
-    pixels = (255 - np.asarray(row, dtype=np.float32).reshape(8, 8) * (255 / 16)).astype(np.uint8)
-    image = Image.fromarray(pixels, mode="L").resize((size, size), Image.Resampling.NEAREST)
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt)
-    return buffer.getvalue()

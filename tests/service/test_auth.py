@@ -25,13 +25,14 @@ from tests.service.conftest import (
     PREDICT,
     PREDICT_TOKEN,
     TAG_A,
+    ZERO_ROW,
     AppFactory,
     bearer,
     sha256_hex,
     settings_for,
 )
 
-ROW = {"instances": [[0.0] * 64]}
+ROW = ZERO_ROW
 
 
 def test_predict_needs_a_token(client: TestClient) -> None:

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service import metrics as metrics_module
 from service.metrics import METRIC_NAMES
-from tests.service.conftest import ADMIN, PREDICT, TAG_A, TAG_B, Trained, digit_png
+from tests.service.conftest import ADMIN, PREDICT, TAG_A, TAG_B, Trained
 
 
 def scrape(client: TestClient) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -25,16 +25,18 @@ def scrape(client: TestClient) -> dict[str, dict[tuple[tuple[str, str], ...], fl
 
 
 def exercise(client: TestClient, trained: Trained) -> None:
-    for row in trained.test_x[:20]:
+    for index in range(20):
         client.post(
-            "/predict", files={"file": ("d.png", digit_png(row), "image/png")}, headers=PREDICT
+            "/predict",
+            files={"file": ("d.png", trained.image(index), "image/png")},
+            headers=PREDICT,
         )
-    client.post("/predict", json={"instances": trained.test_x[:10].tolist()}, headers=PREDICT)
+    client.post("/predict", json={"instances": trained.rows(10)}, headers=PREDICT)
     client.post("/predict", json={"instances": [[1]]}, headers=PREDICT)  # a 422
     client.post("/replace_ml_model", json={"tag": "missing"}, headers=ADMIN)  # a failed swap
     client.post("/replace_ml_model", json={"tag": TAG_B}, headers=ADMIN)
     client.post("/replace_ml_model", json={"tag": TAG_A}, headers=ADMIN)
-    client.post("/predict", json={"instances": trained.test_x[:10].tolist()}, headers=PREDICT)
+    client.post("/predict", json={"instances": trained.rows(10)}, headers=PREDICT)
     client.get("/no/such/path")
 
 
@@ -81,11 +83,11 @@ def test_values_after_traffic(client: TestClient, trained: Trained) -> None:
 
 
 def test_drift_grows_when_traffic_is_unlike_training(client: TestClient, trained: Trained) -> None:
-    like = trained.test_x[:300].tolist()
+    like = trained.rows(300)
     client.post("/predict", json={"instances": like}, headers=PREDICT)
     calm = scrape(client)["mlops_drift_intensity_psi"][()]
     client.post("/replace_ml_model", json={"tag": TAG_B}, headers=ADMIN)  # fresh counts
-    blank = [[16.0] * 64] * 300  # all ink: nothing like a digit
+    blank = [[1.0] * trained.n_features] * 300  # all ink: nothing like the training pictures
     client.post("/predict", json={"instances": blank}, headers=PREDICT)
     drifted = scrape(client)
     assert drifted["mlops_drift_intensity_psi"][()] > calm + 1.0

@@ -24,7 +24,7 @@ from tests.service.conftest import (
     TAG_B,
     AppFactory,
     Trained,
-    digit_png,
+    ZERO_ROW,
     publish_both,
     settings_for,
 )
@@ -32,7 +32,7 @@ from tests.support.s3 import S3Server, use_s3_env
 
 
 def served_tag(client: TestClient, trained: Trained) -> str:
-    body = digit_png(trained.test_x[0])
+    body = trained.image(0)
     response = client.post(
         "/predict", content=body, headers={**PREDICT, "Content-Type": "image/png"}
     )
@@ -185,10 +185,7 @@ def test_missing_alias_starts_unready_then_converges(
     with TestClient(app) as client:
         assert client.get("/health/live").status_code == 200
         assert client.get("/health/ready").status_code == 503
-        assert (
-            client.post("/predict", json={"instances": [[0.0] * 64]}, headers=PREDICT).status_code
-            == 503
-        )
+        assert client.post("/predict", json=ZERO_ROW, headers=PREDICT).status_code == 503
         registry.move_alias(ALIAS, TAG_A, by="test")
         client.portal.call(app.state.container.model_store().poll_once)  # type: ignore[union-attr]
         assert client.get("/health/ready").json() == {"status": "ready", "model_tag": TAG_A}
@@ -262,7 +259,7 @@ def test_in_flight_request_finishes_on_the_model_it_started_with(
     """A request whose body is still arriving when a swap completes is answered by the old
     model; the next request gets the new one."""
     app = make_app()
-    image = digit_png(trained.test_x[0])
+    image = trained.image(0)
 
     async def request(receive_gate: asyncio.Event | None) -> dict[str, object]:
         async def receive() -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""The conversion follows the card, not digits: another size, colour, scale or labels work."""
+"""The conversion follows the card: another size, colour, scale or labels work."""
 
 from __future__ import annotations
 
@@ -50,8 +50,8 @@ def test_colour_without_inversion() -> None:
 
 
 def test_card_whose_size_does_not_match_the_input_is_refused() -> None:
-    with pytest.raises(ValueError, match="takes 64"):
-        ImagePreprocessor(ImagePreprocessing(width=4, height=4), n_features=64, max_pixels=100)
+    with pytest.raises(ValueError, match="takes 20"):
+        ImagePreprocessor(ImagePreprocessing(width=4, height=4), n_features=20, max_pixels=100)
 
 
 def test_dimension_limit_comes_from_settings() -> None:
@@ -115,7 +115,7 @@ def test_a_forkers_model_is_served_unchanged(
         body = response.json()
         assert body["label"] == "grass"
         assert set(body["probabilities"]) == {"sky", "grass", "sand"}
-        wrong = client.post("/predict", json={"instances": [[0.0] * 64]}, headers=PREDICT)
+        wrong = client.post("/predict", json={"instances": [[0.0] * 20]}, headers=PREDICT)
         assert wrong.status_code == 422
         assert "[27 numbers]" in wrong.json()["detail"]
     assert (

@@ -25,7 +25,6 @@ from tests.service.conftest import (
     TAG_A,
     TAG_B,
     Trained,
-    digit_png,
     sha256_hex,
 )
 from tests.support.ports import free_port, wait_for_port
@@ -79,7 +78,7 @@ def ready_tag(base: str) -> str:
 def test_swap_under_load_never_drops_a_request(
     registry_dir: Path, tmp_path: Path, trained: Trained
 ) -> None:
-    images = [digit_png(row) for row in trained.test_x[:32]]
+    images = [trained.image(i) for i in range(len(trained.test_y))]
     statuses: Counter[int] = Counter()
     tags: Counter[str] = Counter()
     swapped: list[str] = []

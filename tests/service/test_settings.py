@@ -1,4 +1,4 @@
-"""Every setting is documented in the README's table, with its real default."""
+"""Every setting is documented in the service page's table, with its real default."""
 
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ from service.settings import ENV_PREFIX, Settings
 from tests.conftest import REPO
 
 
-def readme_table() -> dict[str, str]:
-    text = (REPO / "README.md").read_text()
-    section = text[text.index("<!-- BEGIN service -->") : text.index("<!-- END service -->")]
+def settings_table() -> dict[str, str]:
+    text = (REPO / "docs" / "service.md").read_text()
+    section = text[text.index("\n## Settings") :]
+    section = section[: section.find("\n## ", 1)]
     rows = re.findall(r"^\| `(MLOPS_[A-Z0-9_]+)` \| ([^|]+) \|", section, flags=re.M)
     return {name: default.strip() for name, default in rows}
 
 
-def test_readme_lists_every_setting_with_its_default() -> None:
-    table = readme_table()
+def test_docs_list_every_setting_with_its_default() -> None:
+    table = settings_table()
     expected = {ENV_PREFIX + name.upper(): field for name, field in Settings.model_fields.items()}
     assert set(table) == set(expected)
     for name, field in expected.items():

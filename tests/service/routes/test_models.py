@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from tests.service.conftest import ADMIN, ALIAS, PREDICT, TAG_A, TAG_B, AppFactory
+from tests.service.conftest import ADMIN, ALIAS, PREDICT, TAG_A, TAG_B, AppFactory, Trained
 
 
-def test_experiments_list_every_tag_with_its_record(client: TestClient) -> None:
+def test_experiments_list_every_tag_with_its_record(client: TestClient, trained: Trained) -> None:
     body = client.get("/get_experiment_metas", headers=PREDICT).json()
     assert body["alias"] == ALIAS and body["active_tag"] == TAG_A and body["pinned_tag"] is None
     by_tag = {e["tag"]: e for e in body["experiments"]}
@@ -16,7 +16,9 @@ def test_experiments_list_every_tag_with_its_record(client: TestClient) -> None:
     a = by_tag[TAG_A]
     assert a["active"] is True and by_tag[TAG_B]["active"] is False
     assert a["metrics"] == {"accuracy": 0.96}
-    assert a["params"]["estimator"] == "logreg" and a["estimator"] == "logreg"
+    card = trained.model_a.card
+    assert a["params"] == card.params and a["estimator"] == card.estimator
+    assert by_tag[TAG_B]["estimator"] == trained.model_b.card.estimator != card.estimator
     assert len(a["sha256"]) == 64 and a["data_version"] and a["commit"] and a["created"]
 
 

@@ -7,14 +7,13 @@ import zlib
 from collections.abc import Iterator
 
 import httpx
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tests.service.conftest import PREDICT, TAG_A, AppFactory, Trained, digit_png
+from tests.service.conftest import N_FEATURES, PREDICT, TAG_A, AppFactory, Trained
 
 IMAGE = {**PREDICT, "Content-Type": "image/png"}
 
@@ -28,48 +27,50 @@ def upload(
 def test_multipart_upload_predicts_like_the_training_rows(
     client: TestClient, trained: Trained
 ) -> None:
-    rows = trained.test_x[:40]
+    rows = trained.test_x
     expected = client.post("/predict", json={"instances": rows.tolist()}, headers=PREDICT).json()
-    for row, want in zip(rows, expected["predictions"]):
-        response = upload(client, digit_png(row))
+    for index, want in enumerate(expected["predictions"]):
+        response = upload(client, trained.image(index))
         assert response.status_code == 200
         body = response.json()
         assert body["model_tag"] == TAG_A
-        # Same picture → same 8×8 grid → same answer as the JSON path on the row itself.
+        # Same picture → same grid after the card's preprocessing → same answer as the JSON
+        # path on the row itself.
         assert body["label"] == want["label"]
-        assert set(body["probabilities"]) == {str(d) for d in range(10)}
+        assert body["probabilities"] == pytest.approx(want["probabilities"], abs=2e-6)
+        assert set(body["probabilities"]) == set(trained.labels)
         assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_accuracy_through_uploads_is_like_training(client: TestClient, trained: Trained) -> None:
-    rows, labels = trained.test_x[:100], trained.test_y[:100]
+    labels = trained.test_y
     right = sum(
-        upload(client, digit_png(row)).json()["label"] == str(label)
-        for row, label in zip(rows, labels)
+        upload(client, trained.image(i)).json()["label"] == str(label)
+        for i, label in enumerate(labels)
     )
-    assert right >= 85
+    assert right >= 0.85 * len(labels)
 
 
 def test_raw_image_body_skips_multipart(client: TestClient, trained: Trained) -> None:
-    response = client.post("/predict", content=digit_png(trained.test_x[1]), headers=IMAGE)
+    response = client.post("/predict", content=trained.image(1), headers=IMAGE)
     assert response.status_code == 200
     assert response.json()["model_tag"] == TAG_A
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "GIF", "BMP", "WEBP", "TIFF"])
 def test_other_formats(client: TestClient, trained: Trained, fmt: str) -> None:
-    response = upload(client, digit_png(trained.test_x[2], size=64, fmt=fmt), f"d.{fmt.lower()}")
+    response = upload(client, trained.image(2, size=64, fmt=fmt), f"d.{fmt.lower()}")
     assert response.status_code == 200, response.text
 
 
 def test_rgba_with_transparent_background(client: TestClient, trained: Trained) -> None:
     # Ink drawn on a transparent canvas (what many drawing apps export) reads as ink on white.
-    gray = Image.open(io.BytesIO(digit_png(trained.test_x[3])))
+    gray = Image.open(io.BytesIO(trained.image(3)))
     rgba = Image.new("RGBA", gray.size, (0, 0, 0, 0))
     rgba.putalpha(Image.eval(gray, lambda v: 255 - v))
     buffer = io.BytesIO()
     rgba.save(buffer, format="PNG")
-    flat = upload(client, digit_png(trained.test_x[3])).json()["label"]
+    flat = upload(client, trained.image(3)).json()["label"]
     assert upload(client, buffer.getvalue()).json()["label"] == flat
 
 
@@ -84,8 +85,8 @@ def test_json_batch(client: TestClient, trained: Trained) -> None:
 
 
 def test_big_json_batch_runs_off_the_event_loop(client: TestClient, trained: Trained) -> None:
-    rows = np.tile(trained.test_x, (3, 1))[:1000]
-    response = client.post("/predict", json={"instances": rows.tolist()}, headers=PREDICT)
+    rows = trained.rows(1000)
+    response = client.post("/predict", json={"instances": rows}, headers=PREDICT)
     assert response.status_code == 200
     assert len(response.json()["predictions"]) == 1000
 
@@ -120,14 +121,14 @@ def test_garbage_labelled_as_image_is_422(client: TestClient, data: bytes) -> No
 
 
 def test_truncated_image_is_422(client: TestClient, trained: Trained) -> None:
-    whole = digit_png(trained.test_x[0], size=128)
+    whole = trained.image(0, size=128)
     response = upload(client, whole[: len(whole) // 2])
     assert response.status_code == 422
     assert "image" in response.json()["detail"]
 
 
 def test_truncated_jpeg_is_422(client: TestClient, trained: Trained) -> None:
-    whole = digit_png(trained.test_x[0], size=256, fmt="JPEG")
+    whole = trained.image(0, size=256, fmt="JPEG")
     assert upload(client, whole[: len(whole) // 3], "d.jpg", "image/jpeg").status_code == 422
 
 
@@ -177,26 +178,26 @@ def test_forged_png_header_bomb_is_refused(client: TestClient) -> None:
     "body",
     [
         {"instances": [[1.0, 2.0]]},
-        {"instances": [[0.0] * 65]},
+        {"instances": [[0.0] * (N_FEATURES + 1)]},
         {"instances": []},
-        {"instances": [0.0] * 64},
-        {"instances": [["1"] * 64]},
-        {"instances": [[True] * 64]},
-        {"instances": [[None] * 64]},
-        {"rows": [[0.0] * 64]},
-        [[0.0] * 64],
+        {"instances": [0.0] * N_FEATURES},
+        {"instances": [["1"] * N_FEATURES]},
+        {"instances": [[True] * N_FEATURES]},
+        {"instances": [[None] * N_FEATURES]},
+        {"rows": [[0.0] * N_FEATURES]},
+        [[0.0] * N_FEATURES],
         {"instances": "no"},
-        {"instances": [[1e39] * 64]},
+        {"instances": [[1e39] * N_FEATURES]},
     ],
 )
 def test_json_wrong_shape_is_422_naming_the_shape(client: TestClient, body: object) -> None:
     response = client.post("/predict", json=body, headers=PREDICT)
     assert response.status_code == 422
-    assert '{"instances": [[64 numbers], ...]}' in response.json()["detail"]
+    assert f'{{"instances": [[{N_FEATURES} numbers], ...]}}' in response.json()["detail"]
 
 
 def test_json_nan_is_422(client: TestClient) -> None:
-    body = '{"instances": [[NaN' + ", 0" * 63 + "]]}"
+    body = '{"instances": [[NaN' + ", 0" * (N_FEATURES - 1) + "]]}"
     headers = {**PREDICT, "Content-Type": "application/json"}
     assert client.post("/predict", content=body, headers=headers).status_code == 422
 
@@ -209,7 +210,9 @@ def test_invalid_json_is_422(client: TestClient) -> None:
 
 def test_too_many_rows_is_422(make_app: AppFactory) -> None:
     with TestClient(make_app(max_batch_rows=3)) as client:
-        response = client.post("/predict", json={"instances": [[0.0] * 64] * 4}, headers=PREDICT)
+        response = client.post(
+            "/predict", json={"instances": [[0.0] * N_FEATURES] * 4}, headers=PREDICT
+        )
         assert response.status_code == 422
         assert "1 to 3 rows" in response.json()["detail"]
 
@@ -234,7 +237,7 @@ def test_malformed_multipart_is_422(client: TestClient, ctype: str, body: bytes)
 
 
 def test_form_field_named_file_without_filename(client: TestClient, trained: Trained) -> None:
-    png = digit_png(trained.test_x[0])
+    png = trained.image(0)
     body = (
         b'--b1\r\nContent-Disposition: form-data; name="note"\r\n\r\nhi\r\n'
         b'--b1\r\nContent-Disposition: form-data; name="file"\r\nContent-Type: image/png\r\n\r\n'
@@ -251,7 +254,10 @@ _numbers = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, width=32), st.integers(-(10**6), 10**6)
 )
 _rows = st.lists(
-    st.one_of(st.lists(_numbers, min_size=64, max_size=64), st.lists(_numbers, max_size=70)),
+    st.one_of(
+        st.lists(_numbers, min_size=N_FEATURES, max_size=N_FEATURES),
+        st.lists(_numbers, max_size=N_FEATURES + 6),
+    ),
     max_size=5,
 )
 
@@ -262,9 +268,9 @@ def test_any_json_batch_is_answered_or_refused_cleanly(
     client: TestClient, rows: list[list[float]]
 ) -> None:
     response = client.post("/predict", json={"instances": rows}, headers=PREDICT)
-    if rows and all(len(r) == 64 for r in rows):
+    if rows and all(len(r) == N_FEATURES for r in rows):
         assert response.status_code == 200
         assert len(response.json()["predictions"]) == len(rows)
     else:
         assert response.status_code == 422
-        assert "[64 numbers]" in response.json()["detail"]
+        assert f"[{N_FEATURES} numbers]" in response.json()["detail"]
