@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Field(
         Path("/tmp/mlops-model-cache"), description="Writable dir for downloads (emptyDir in k8s)."
     )
+    first_load_wait_seconds: float = Field(
+        2.0,
+        ge=0.0,
+        description="Start-up waits this long for the first model, then serves /health/live"
+        " while the download goes on (ready stays 503 until it is loaded).",
+    )
     swapped_by: str = Field(
         "service", description="Name recorded in the alias history when this service swaps."
     )
