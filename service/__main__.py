@@ -9,7 +9,7 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
-from service.auth import AuthConfigError
+from service.auth import AuthConfigError, refuse_open_exposure
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> None:
     from service.settings import Settings
 
     try:
-        level = Settings().log_level.upper()
+        settings = Settings()
+        level = settings.log_level.upper()
     except ValidationError as exc:
         first = exc.errors()[0]
         print(f"error: setting {first['loc'][0]}: {first['msg']}", file=sys.stderr)
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     try:
+        refuse_open_exposure(settings, args.host)
         app = create_app()
     except AuthConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         access_log=args.access_log,
         workers=1,
         proxy_headers=True,
-        forwarded_allow_ips="*",
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     token_file: Path | None = Field(
         None, description="Mounted secret: lines '<scope>[,<scope>] <sha256 hex>'."
     )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Comma-separated proxy addresses whose X-Forwarded-For/-Proto are"
+        " trusted ('*' = any client: only behind a proxy that strips them).",
+    )
     oidc_jwks_url: str | None = Field(None, description="JWKS URL; enables OIDC bearer JWTs.")
     oidc_issuer: str | None = Field(None, description="Required 'iss' of OIDC tokens.")
     oidc_audience: str | None = Field(None, description="Required 'aud' of OIDC tokens.")
