@@ -39,6 +39,7 @@ from machinery.registry import (
     RegistryUnavailable,
     TagNotFound,
 )
+from service.drift import MAX_FEATURE_SERIES
 from service.inference import InvalidModel, LoadedModel
 from service.metrics import Metrics
 from service.settings import Settings
@@ -108,6 +109,7 @@ class ModelStore:
         self._failed: dict[str, _Failed] = {}
         self._first_loaded = asyncio.Event()
         metrics.watch_drift(self._class_psi, self._intensity_psi, self._samples)
+        metrics.watch_feature_drift(self._feature_psi, MAX_FEATURE_SERIES)
 
     @property
     def current(self) -> LoadedModel | None:
@@ -332,6 +334,10 @@ class ModelStore:
     def _intensity_psi(self) -> float:
         model = self._current
         return model.drift.intensity_psi() if model else float("nan")
+
+    def _feature_psi(self) -> list[tuple[str, float]]:
+        model = self._current
+        return model.drift.feature_psi() if model else []
 
     def _samples(self) -> float:
         model = self._current
