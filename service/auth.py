@@ -268,8 +268,10 @@ class Authenticator:
         """Re-read the token file if the mounted Secret changed; a broken new version is
         logged and the tokens in force stay (a half-written update must not lock out)."""
         path = self._token_file
+        if path is None:
+            return
         now = time.monotonic()
-        if path is None or now - self._checked_at < self.TOKEN_FILE_CHECK_SECONDS:
+        if now - self._checked_at < self.TOKEN_FILE_CHECK_SECONDS:
             return
         self._checked_at = now
         try:

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
         Path("/tmp/mlops-model-cache"), description="Writable dir for downloads (emptyDir in k8s)."
     )
     first_load_wait_seconds: float = Field(
-        2.0,
+        5.0,
         ge=0.0,
         description="Start-up waits this long for the first model, then serves /health/live"
         " while the download goes on (ready stays 503 until it is loaded).",

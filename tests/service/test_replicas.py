@@ -217,7 +217,7 @@ def test_live_answers_while_the_first_model_downloads(
     s3_server: S3Server, s3_registry: tuple[str, TcpRelay], tmp_path: Path
 ) -> None:
     url, relay = s3_registry
-    env = aws_env(s3_server, tmp_path, relay.port)
+    env = {**aws_env(s3_server, tmp_path, relay.port), "MLOPS_FIRST_LOAD_WAIT_SECONDS": "0.5"}
     relay.hold()  # the registry answers nothing: a download that takes a long time
     with service_process(url, tmp_path, env=env, wait_ready=False) as base:
         wait_for_port(int(base.rsplit(":", 1)[1]), timeout=60)
