@@ -1,4 +1,5 @@
-"""``python -m service``: one uvicorn worker with uvloop and httptools (the image's command)."""
+"""``python -m service``: one uvicorn worker with uvloop and httptools (the image's command),
+with the request-header limit (``MLOPS_MAX_HEADER_BYTES``) enforced by the protocol."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
 
+    from service.http_protocol import BoundedHeadersProtocol
     from service.main import create_app
     from service.settings import Settings
 
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        http=BoundedHeadersProtocol.with_limit(settings.max_header_bytes),
         access_log=args.access_log,
         workers=1,
         proxy_headers=True,

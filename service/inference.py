@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,7 @@ class Prediction:
     labels: list[str]
     probabilities: npt.NDArray[np.float32]  # rows × classes
     class_indices: npt.NDArray[np.int64]
+    seconds: float  # ONNX Runtime's run() alone
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,13 @@ class LoadedModel:
 
     @classmethod
     def load(
-        cls, tag: str, model_bytes: bytes, card: ModelCard, *, threads: int, max_pixels: int
+        cls,
+        tag: str,
+        model_bytes: bytes,
+        card: ModelCard,
+        *,
+        threads: int,
+        max_pixels: int | None,
     ) -> LoadedModel:
         """Build the session and prove it answers: a warm-up prediction runs before any switch."""
         try:
@@ -96,16 +104,18 @@ class LoadedModel:
     def predict(self, rows: npt.NDArray[np.float32]) -> Prediction:
         dtype = _DTYPES[self.card.input.dtype]
         feed = rows if rows.dtype == dtype else rows.astype(dtype)
+        started = time.perf_counter()
         label_out, proba_out = self.session.run(
             [self.card.output.label, self.card.output.probabilities], {self.card.input.name: feed}
         )
+        seconds = time.perf_counter() - started
         labels: list[str] = []
         indices = np.empty(len(label_out), dtype=np.int64)
         for i, raw in enumerate(label_out.tolist()):
             name, index = self._resolve(raw)
             labels.append(name)
             indices[i] = index
-        return Prediction(labels, np.asarray(proba_out, dtype=np.float32), indices)
+        return Prediction(labels, np.asarray(proba_out, dtype=np.float32), indices, seconds)
 
     def _resolve(self, raw: object) -> tuple[str, int]:
         found = self._label_of.get(raw)

@@ -13,15 +13,18 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from PIL import Image
 
 from service.container import Container
-from service.middleware import MetricsMiddleware
+from service.decoding import ImageDecoder
+from service.middleware import BodyLimitMiddleware, MetricsMiddleware
+from service.preprocessing import disable_pillow_bomb_guard
 from service.routes import health, models, predict
-from service.schemas import Instances
+from service.schemas import SwapRequest, instances_schema
 from service.settings import Settings
 
 _SECURED = {"/predict", "/get_experiment_metas", "/replace_ml_model"}
+_ADMIN_ONLY = {"/replace_ml_model"}
+_WITH_BODY = {"/predict", "/replace_ml_model"}
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
@@ -31,10 +34,15 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         container.settings.override(settings)
     settings = container.settings()
     logging.getLogger("service").setLevel(settings.log_level.upper())
-    # Pillow's own bomb guard, in step with ours (we also check dimensions before decoding).
-    Image.MAX_IMAGE_PIXELS = settings.max_image_pixels
+    # It logs a warning per malformed form; the client gets that reason in its 422 already.
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
+    # Every image's dimensions are checked on its header, with this service's limit.
+    disable_pillow_bomb_guard()
     container.authenticator()  # refuse to start with an unsafe access configuration
     store = container.model_store()
+    decoder = ImageDecoder(
+        settings.inline_decode_max_pixels, settings.decode_pixel_budget, settings.decode_processes
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,6 +50,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         try:
             yield
         finally:
+            decoder.close()
             await store.stop()
 
     app = FastAPI(
@@ -49,23 +58,33 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         summary="Predictions from the model the registry alias points at, with hot swap.",
         version="1.0.0",
         lifespan=lifespan,
-        # Every route, not only /predict (which enforces the same limit itself, with its own
-        # message): no JSON body on any endpoint is buffered past this size.
-        max_body_size=settings.max_upload_bytes,
     )
     app.state.container = container
+    app.state.decoder = decoder
     app.include_router(predict.router)
     app.include_router(models.router)
     app.include_router(health.router)
-    app.add_middleware(MetricsMiddleware, metrics=container.metrics())
+    # Every route, not only /predict (which enforces the same limit while it reads): no body on
+    # any endpoint is buffered past this size. Added first, so it runs inside the metrics.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
+    routes = [*predict.router.routes, *models.router.routes, *health.router.routes]
+    app.add_middleware(MetricsMiddleware, metrics=container.metrics(), routes=routes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The generated spec plus the bearer scheme on the routes that check a token."""
-    if app.openapi_schema:
-        return app.openapi_schema
+    """The generated spec, plus the bearer scheme and its 401/403 on the routes that check a
+    token, and ``/predict``'s body as the model being served takes it: the row length and batch
+    bounds of ``Instances``, and image uploads only while the card has image preprocessing.
+    Rebuilt when the served model's input changes (a swap to another kind of model)."""
+    container: Container = app.state.container
+    settings = container.settings()
+    model = container.model_store().current
+    key = None if model is None else (model.n_features, model.preprocessor is not None)
+    cached: tuple[object, dict[str, Any]] | None = getattr(app.state, "openapi_cache", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
     schema = get_openapi(
         title=app.title, version=app.version, summary=app.summary, routes=app.routes
     )
@@ -74,12 +93,28 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "scheme": "bearer",
         "description": "A token with scope 'predict' (or 'admin' for /replace_ml_model).",
     }
-    schema["components"].setdefault("schemas", {}).setdefault(
-        "Instances", Instances.model_json_schema()
-    )
+    n_features = None if model is None else model.n_features
+    schemas = schema["components"].setdefault("schemas", {})
+    schemas["Instances"] = instances_schema(n_features, settings.max_batch_rows)
+    schemas["SwapRequest"] = SwapRequest.model_json_schema()
     for path, operations in schema.get("paths", {}).items():
-        if path in _SECURED:
-            for operation in operations.values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if path in _SECURED:
                 operation["security"] = [{"bearer": []}]
-    app.openapi_schema = schema
+                responses.setdefault("401", {"description": "missing or invalid bearer token"})
+                scope = "admin" if path in _ADMIN_ONLY else "predict"
+                responses.setdefault("403", {"description": f"token lacks scope '{scope}'"})
+            if path in _WITH_BODY:
+                responses.setdefault("400", {"description": "invalid Content-Length header"})
+                responses.setdefault("413", {"description": "request body over the limit"})
+    if model is not None and model.preprocessor is None:
+        # This model takes JSON rows only (its card has no image preprocessing).
+        operation = schema["paths"]["/predict"]["post"]
+        operation["requestBody"] = {
+            **operation["requestBody"],  # shared with the route's definition: copy, not edit
+            "content": {"application/json": predict.JSON_BODY},
+            "description": "JSON rows only: the model being served takes no images.",
+        }
+    app.state.openapi_cache = (key, schema)
     return schema

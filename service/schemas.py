@@ -13,9 +13,23 @@ from service.settings import TAG_PATTERN
 class Instances(BaseModel):
     instances: list[list[float]] = Field(
         min_length=1,
-        description="Rows of feature vectors, each as long as the model's input (64 for digits).",
-        examples=[[[0.0] * 64]],
+        description="Rows of feature vectors, each as long as the model's input.",
     )
+
+
+def instances_schema(n_features: int | None, max_rows: int) -> dict[str, Any]:
+    """``Instances`` as the model being served takes it: rows of exactly ``n_features``
+    numbers, 1 to ``max_rows`` of them (``/predict`` refuses anything else with a 422)."""
+    schema = Instances.model_json_schema()
+    rows = schema["properties"]["instances"]
+    rows["maxItems"] = max_rows
+    if n_features is not None:
+        rows["items"].update(minItems=n_features, maxItems=n_features)
+        rows["description"] = f"1 to {max_rows} rows of {n_features} finite numbers each."
+        rows["examples"] = [[[0.0] * n_features]]
+    # float32 is what the model takes: larger magnitudes are refused, not silently inf.
+    rows["items"]["items"] = {"type": "number", "minimum": -3.4e38, "maximum": 3.4e38}
+    return schema
 
 
 class PredictResponse(BaseModel):

@@ -49,15 +49,34 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         2_000_000, gt=0, description="Largest request body; larger is refused (413) while reading."
     )
-    max_image_pixels: int = Field(
-        16_000_000, gt=0, description="Largest width×height decoded; bigger images are refused."
-    )
     max_batch_rows: int = Field(1024, gt=0, description="Most rows in one JSON /predict.")
-    inline_decode_max_bytes: int = Field(
+    # --- Input limits (issue 8: hostile images, headers, bodies) ---------------------------
+    max_image_pixels: int | None = Field(
+        None,
+        gt=0,
+        description="Largest width×height decoded (413 above); unset = from the model card:"
+        " 256 × its width × height, at least 1,000,000 and at most 16,000,000.",
+    )
+    inline_decode_max_pixels: int = Field(
         65_536,
         ge=0,
-        description="Uploads up to this size decode on the event loop, bigger in a thread.",
+        description="Images up to this many pixels (from the header) decode on the event loop;"
+        " bigger ones in a low-priority decoder process.",
     )
+    decode_pixel_budget: int = Field(
+        16_000_000,
+        gt=0,
+        description="Pixels of big images being decoded at once; over it 503 + Retry-After.",
+    )
+    decode_processes: int = Field(
+        2, gt=0, description="Decoder processes for big images (started on first use)."
+    )
+    max_header_bytes: int = Field(
+        16_384,
+        ge=1024,
+        description="Largest request line + headers (431 above), enforced by the server.",
+    )
+    # ---------------------------------------------------------------------------------------
     inline_inference_max_rows: int = Field(
         8,
         ge=0,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import anyio.to_thread
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import ValidationError
 
 from service.deps import AdminPrincipal, PredictPrincipal, StoreDep
 from service.model_store import SwapError
@@ -14,6 +15,7 @@ from service.schemas import (
     SwapRequest,
     SwapResponse,
 )
+from service.uploads import read_body
 
 router = APIRouter(tags=["models"])
 
@@ -66,10 +68,21 @@ async def get_experiment_metas(principal: PredictPrincipal, store: StoreDep) -> 
         },
         503: {"description": "registry unavailable; old model still serving"},
     },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/SwapRequest"}}
+            },
+        }
+    },
 )
 async def replace_ml_model(
-    body: SwapRequest, principal: AdminPrincipal, store: StoreDep
+    request: Request, principal: AdminPrincipal, store: StoreDep
 ) -> SwapResponse:
+    # The body is read and validated here, after the token check (a parameter would be
+    # validated first): an anonymous caller learns nothing about the schema.
+    body = _swap_request(await read_body(request, store.settings.max_upload_bytes))
     try:
         result = await store.swap(body.tag, by=principal.name)
     except SwapError as exc:
@@ -81,3 +94,15 @@ async def replace_ml_model(
         alias=store.settings.model_alias,
         seconds=round(result.seconds, 4),
     )
+
+
+def _swap_request(raw: bytes) -> SwapRequest:
+    try:
+        return SwapRequest.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        reason = f"{where}: {first['msg']}" if where else first["msg"]
+        raise HTTPException(
+            422, detail=f'expected {{"tag": "<published tag>"}} ({reason})'
+        ) from None

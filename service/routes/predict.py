@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import anyio.to_thread
@@ -11,13 +10,14 @@ import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from service.decoding import RETRY_AFTER_SECONDS, DecodeBusy, ImageDecoder
 from service.deps import require_predict, store_of
 from service.inference import LoadedModel, Prediction
 from service.metrics import Metrics
 from service.preprocessing import ImageRejected
-from service.settings import Settings
 from service.schemas import BatchPredictResponse, PredictResponse
-from service.uploads import first_file, read_body
+from service.settings import Settings
+from service.uploads import read_body, read_first_file
 
 router = APIRouter(tags=["predict"])
 
@@ -25,19 +25,23 @@ _IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/bmp", "image/webp
 # A form part may be labelled generically; the decoder, not the label, decides.
 _GENERIC_TYPES = ("", "application/octet-stream")
 
+JSON_BODY: dict[str, Any] = {"schema": {"$ref": "#/components/schemas/Instances"}}
+# What an image model takes besides JSON; the spec shows these only while the model being served
+# has a card with preprocessing (``service/main.py``).
+IMAGE_BODIES: dict[str, Any] = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {"file": {"type": "string", "format": "binary"}},
+        },
+        "encoding": {"file": {"contentType": ", ".join(_IMAGE_TYPES)}},
+    },
+    **{t: {"schema": {"type": "string", "format": "binary"}} for t in _IMAGE_TYPES},
+}
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["file"],
-                "properties": {"file": {"type": "string", "format": "binary"}},
-            }
-        },
-        "application/json": {"schema": {"$ref": "#/components/schemas/Instances"}},
-        **{t: {"schema": {"type": "string", "format": "binary"}} for t in _IMAGE_TYPES},
-    },
+    "content": {"application/json": JSON_BODY, **IMAGE_BODIES},
 }
 
 
@@ -55,9 +59,17 @@ def _expected_shape(model: LoadedModel, max_rows: int) -> str:
         401: {"description": "missing or invalid bearer token"},
         403: {"description": "token lacks scope 'predict'"},
         413: {"description": "body or image dimensions over the limit"},
-        415: {"description": "unsupported Content-Type"},
+        415: {"description": "a body this model does not take (see its card)"},
         422: {"description": "not a decodable image, or JSON of the wrong shape"},
-        503: {"description": "no model loaded yet"},
+        503: {
+            "description": "no model loaded yet, or big-image decoding busy (see Retry-After)",
+            "headers": {
+                "Retry-After": {
+                    "description": "seconds to wait (when decoding is busy)",
+                    "schema": {"type": "integer"},
+                }
+            },
+        },
     },
     openapi_extra={"requestBody": _REQUEST_BODY},
 )
@@ -70,7 +82,9 @@ async def predict(request: Request) -> Response:
     # Read once: a swap during this request does not change the model it is answered with.
     model = store.current
     if model is None:
-        raise HTTPException(503, detail="no model loaded yet")
+        raise HTTPException(
+            503, detail="no model loaded yet", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+        )
     settings = store.settings
     content_type = request.headers.get("content-type", "")
     mime = content_type.partition(";")[0].strip().lower()
@@ -79,8 +93,16 @@ async def predict(request: Request) -> Response:
         rows = _instances(body, model, settings.max_batch_rows)
         prediction = await _predict(model, rows, "json", store.metrics, settings)
         return _json(_batch_payload(prediction, model))
+    if model.preprocessor is None:
+        # The wording follows the card: this model has no image conversion, so no upload fits.
+        raise HTTPException(
+            415,
+            detail="this model takes JSON rows, not uploads (its card has no image"
+            f" preprocessing): send Content-Type application/json,"
+            f" {_expected_shape(model, settings.max_batch_rows)}",
+        )
     data = await _image_bytes(request, mime, content_type, settings.max_upload_bytes)
-    rows = await _image_row(model, data, settings)
+    rows = await _image_row(model, data, request.app.state.decoder)
     prediction = await _predict(model, rows, "image", store.metrics, settings)
     return _json(_single_payload(prediction, model))
 
@@ -88,35 +110,39 @@ async def predict(request: Request) -> Response:
 async def _image_bytes(request: Request, mime: str, content_type: str, limit: int) -> bytes:
     """The uploaded image: a multipart form's file part, or a raw ``image/*`` body."""
     if mime == "multipart/form-data":
-        part = first_file(await read_body(request, limit), content_type)
+        part = await read_first_file(request, content_type, limit)
         if part.content_type not in _GENERIC_TYPES and not part.content_type.startswith("image/"):
             raise HTTPException(
-                415, detail=f"form file is {part.content_type!r}; upload an image (PNG, JPEG, …)"
+                415,
+                detail=f"form file is {part.content_type!r}; this model takes an image"
+                " (PNG, JPEG, GIF, BMP, WebP, TIFF) or JSON rows",
             )
         return part.data
     if mime.startswith("image/") or mime == "application/octet-stream":
         return await read_body(request, limit)
     raise HTTPException(
-        415, detail="send multipart/form-data (field 'file'), an image/* body, or application/json"
+        415,
+        detail="this model takes an image (multipart/form-data field 'file', or an image/* body)"
+        " or JSON rows (application/json)",
     )
 
 
 async def _image_row(
-    model: LoadedModel, data: bytes, settings: Settings
+    model: LoadedModel, data: bytes, decoder: ImageDecoder
 ) -> npt.NDArray[np.float32]:
-    if model.preprocessor is None:
-        raise HTTPException(
-            415, detail="this model takes no images (its card has no preprocessing); send JSON"
-        )
+    assert model.preprocessor is not None  # checked by the caller, before the body was read
     if not data:
         raise HTTPException(422, detail="empty image")
     try:
-        if len(data) <= settings.inline_decode_max_bytes:
-            return model.preprocessor(data)
-        # Big uploads decode in a thread so they do not stall every other request.
-        return await anyio.to_thread.run_sync(model.preprocessor, data)
+        return await decoder.decode(model.preprocessor, data)
     except ImageRejected as exc:
         raise HTTPException(exc.status_code, detail=str(exc)) from None
+    except DecodeBusy as exc:
+        raise HTTPException(
+            503,
+            detail="too many large images are being decoded; retry shortly",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
 
 
 def _instances(body: bytes, model: LoadedModel, max_rows: int) -> npt.NDArray[np.float32]:
@@ -125,6 +151,8 @@ def _instances(body: bytes, model: LoadedModel, max_rows: int) -> npt.NDArray[np
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise HTTPException(422, detail=f"body is not valid JSON; {expected}") from None
+    except RecursionError:
+        raise HTTPException(422, detail=f"JSON nested too deeply; {expected}") from None
     rows = document.get("instances") if isinstance(document, dict) else None
     if not isinstance(rows, list) or not 1 <= len(rows) <= max_rows:
         raise HTTPException(422, detail=expected)
@@ -156,13 +184,13 @@ async def _predict(
     metrics: Metrics,
     settings: Settings,
 ) -> Prediction:
-    started = time.perf_counter()
     if len(rows) <= settings.inline_inference_max_rows:
         # One row runs in tens of microseconds: less than a hop to the thread pool and back.
         prediction = model.predict(rows)
     else:
         prediction = await anyio.to_thread.run_sync(model.predict, rows)
-    metrics.inference_duration.labels(kind).observe(time.perf_counter() - started)
+    # ONNX Runtime's run() alone (timed in ``LoadedModel.predict``), as the metric says.
+    metrics.observe_inference(kind, prediction.seconds)
     for label in prediction.labels:
         metrics.count_label(label)
     model.drift.observe(prediction.class_indices, rows)
