@@ -62,10 +62,12 @@ clean: ## remove pipeline outputs and .local (not the venv, not tracked files)
 # --- service ---
 SERVE_HOST ?= 127.0.0.1
 SERVE_PORT ?= 8000
+# `make serve` publishes and moves an alias: only in this registry, never an exported MLOPS_REGISTRY_URL.
+SERVE_REGISTRY ?= .local/registry
 
 .PHONY: serve bench-service
 serve: setup ## serve the model the pipeline just trained (local registry, alias dev, auth on)
-	$(BIN)/python -m service.dev --host $(SERVE_HOST) --port $(SERVE_PORT)
+	$(BIN)/python -m service.dev --host $(SERVE_HOST) --port $(SERVE_PORT) --registry $(SERVE_REGISTRY)
 
 bench-service: setup ## /predict throughput: service (auth on/off) vs a hand-written FastAPI app
 	$(BIN)/python -m bench.service

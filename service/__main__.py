@@ -11,7 +11,7 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
-from service.auth import AuthConfigError
+from service.auth import AuthConfigError, refuse_open_exposure
 from service.healthcheck import HOST_ENV, PORT_ENV, configured_port
 
 
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     try:
+        refuse_open_exposure(settings, args.host)
         app = create_app()
     except AuthConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         access_log=args.access_log,
         workers=1,
         proxy_headers=True,
-        forwarded_allow_ips="*",
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 

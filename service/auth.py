@@ -11,19 +11,25 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
+import logging
+import os
 import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
-import httpx
+import anyio.to_thread
 import jwt
 from fastapi import HTTPException
 
 from machinery.errors import UserError
 from service.settings import Settings
+
+log = logging.getLogger("service.auth")
 
 PREDICT = "predict"
 ADMIN = "admin"
@@ -55,10 +61,34 @@ def _unauthorized(message: str) -> HTTPException:
 
 
 class OidcVerifier:
-    """Validates JWTs (signature, issuer, audience, expiry) against a JWKS cached with a TTL."""
+    """Validates JWTs (signature, issuer, audience, expiry) against the issuer's JWKS.
 
-    # After an unknown ``kid`` forces a refresh, wait this long before the next forced one.
+    PyJWT's ``PyJWKClient`` fetches, parses and caches the key set (its JWK-set cache, with
+    the TTL as lifespan). It is blocking and, when the endpoint fails, fetches again on every
+    call while holding one lock for the whole timeout, so it is driven from here instead:
+
+    - a request reads only the cache (no I/O on the event loop);
+    - one fetch at a time runs in a worker thread; requests wait for it at most
+      ``WAIT_SECONDS``, then answer 503 (or use the last good keys), never queueing for the
+      fetch's full timeout;
+    - after a failed fetch, no new one for a back-off that doubles up to
+      ``MAX_BACKOFF_SECONDS``: junk tokens cannot hammer a struggling identity provider;
+    - an unknown ``kid`` (key rotation) forces a fetch at most every ``MIN_REFRESH_SECONDS``;
+    - the last good key set outlives the TTL while the endpoint fails (a hiccup of the
+      identity provider must not lock everyone out);
+    - the 503 never names the JWKS URL (the log does).
+
+    Why PyJWKClient and not the former hand-written cache: no measurable cost. A cached RS256
+    verification took a median 203 µs (min–max 184–284) here against 261 µs (226–296) with
+    the hand-written cache: 5 interleaved rounds of 3000 calls on this shared 2-core machine,
+    so noisy; the hot path is one signature check either way.
+    """
+
     MIN_REFRESH_SECONDS = 10.0
+    WAIT_SECONDS = 1.0
+    FETCH_TIMEOUT_SECONDS = 5.0
+    FIRST_BACKOFF_SECONDS = 1.0
+    MAX_BACKOFF_SECONDS = 60.0
 
     def __init__(
         self,
@@ -71,16 +101,23 @@ class OidcVerifier:
         leeway_seconds: float,
         scope_claim: str,
     ) -> None:
-        self.jwks_url = jwks_url
         self.issuer = issuer
         self.audience = audience
         self.algorithms = algorithms
-        self.ttl_seconds = ttl_seconds
         self.leeway_seconds = leeway_seconds
         self.scope_claim = scope_claim
-        self._keys: dict[str, jwt.PyJWK] = {}
+        self._client = jwt.PyJWKClient(
+            jwks_url,
+            cache_jwk_set=True,
+            lifespan=ttl_seconds,
+            timeout=self.FETCH_TIMEOUT_SECONDS,
+            cooldown_duration=self.MIN_REFRESH_SECONDS,
+        )
+        self._last_good: jwt.PyJWKSet | None = None
         self._fetched_at = -1e18
-        self._lock = asyncio.Lock()
+        self._failures = 0
+        self._retry_at = -1e18
+        self._fetch: asyncio.Task[None] | None = None
 
     async def verify(self, token: str) -> Principal:
         try:
@@ -109,48 +146,70 @@ class OidcVerifier:
             raise _unauthorized("token signature is invalid") from None
         except jwt.PyJWTError as exc:
             raise _unauthorized(f"invalid token: {exc}") from None
-        return Principal(f"oidc:{claims.get('sub', '?')}", _scopes(claims.get(self.scope_claim)))
+        scopes = _with_implied(_scopes(claims.get(self.scope_claim)))
+        return Principal(f"oidc:{claims.get('sub', '?')}", scopes)
 
     async def _key(self, kid: str) -> jwt.PyJWK:
-        seen = self._fetched_at
-        age = time.monotonic() - seen
-        key = self._keys.get(kid)
-        if key is not None and age <= self.ttl_seconds:
+        cache = self._client.jwk_set_cache
+        fresh = cache.get() if cache is not None else None
+        key = _find(fresh, kid)
+        if key is not None:
             return key
-        # Refresh when the cache expired, or for an unknown kid (key rotation), but an unknown
-        # kid may force a fetch at most every MIN_REFRESH_SECONDS: junk tokens cannot hammer
-        # the identity provider.
-        if age > self.ttl_seconds or age > self.MIN_REFRESH_SECONDS:
-            async with self._lock:
-                if self._fetched_at == seen:  # nobody refreshed while this request waited
-                    await self._refresh()
-        key = self._keys.get(kid)
-        if key is None:
-            raise _unauthorized("token signed by an unknown key")
-        return key
+        now = time.monotonic()
+        unknown_kid = fresh is not None  # the set is current; this kid is not in it
+        may_fetch = now >= self._retry_at and not (
+            unknown_kid and now - self._fetched_at < self.MIN_REFRESH_SECONDS
+        )
+        if may_fetch and self._fetch is None:
+            self._fetch = asyncio.create_task(self._refresh())
+        if self._fetch is not None:
+            # Shielded: a request that stops waiting does not cancel the shared fetch.
+            await asyncio.wait({asyncio.shield(self._fetch)}, timeout=self.WAIT_SECONDS)
+        fresh = cache.get() if cache is not None else None
+        key = _find(fresh, kid) or _find(self._last_good, kid)
+        if key is not None:
+            return key
+        if fresh is None and self._last_good is None:
+            raise HTTPException(
+                503,
+                detail="identity provider keys unavailable; retry later",
+                headers={"Retry-After": str(max(1, round(self._retry_at - time.monotonic())))},
+            )
+        raise _unauthorized("token signed by an unknown key")
 
     async def _refresh(self) -> None:
         try:
-            async with httpx.AsyncClient(timeout=5.0) as client:
-                response = await client.get(self.jwks_url)
-                response.raise_for_status()
-                document = response.json()
-            keys: dict[str, jwt.PyJWK] = {}
-            for entry in document.get("keys", []):
-                if entry.get("use", "sig") != "sig":
-                    continue
-                try:
-                    keys[str(entry.get("kid", ""))] = jwt.PyJWK(entry)
-                except jwt.PyJWTError:
-                    continue  # a key type we cannot use; others may still be fine
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
-            if self._keys:
-                # Keep the old keys (an IdP hiccup must not lock everyone out); retry soon.
-                self._fetched_at = time.monotonic() - self.ttl_seconds + self.MIN_REFRESH_SECONDS
-                return
-            raise HTTPException(503, detail=f"identity provider keys unavailable: {exc}") from None
-        self._keys = keys
-        self._fetched_at = time.monotonic()
+            keys = await anyio.to_thread.run_sync(self._client.get_jwk_set, True)
+        except (jwt.PyJWTError, OSError, ValueError) as exc:
+            self._failures += 1
+            wait = min(
+                self.FIRST_BACKOFF_SECONDS * 2 ** (self._failures - 1), self.MAX_BACKOFF_SECONDS
+            )
+            self._retry_at = time.monotonic() + wait
+            log.warning(
+                "JWKS fetch from %s failed (%s); next try in %.0fs", self._client.uri, exc, wait
+            )
+        else:
+            self._last_good = keys
+            self._failures = 0
+            self._retry_at = -1e18
+            self._fetched_at = time.monotonic()
+        finally:
+            self._fetch = None
+
+
+def _find(keys: jwt.PyJWKSet | None, kid: str) -> jwt.PyJWK | None:
+    if keys is None:
+        return None
+    for key in keys.keys:
+        if key.key_id == kid and key.public_key_use in ("sig", None):
+            return key
+    return None
+
+
+def _with_implied(scopes: frozenset[str]) -> frozenset[str]:
+    """Admin implies predict, wherever the scopes came from (env, token file, OIDC)."""
+    return scopes | {PREDICT} if ADMIN in scopes else scopes
 
 
 def _scopes(raw: object) -> frozenset[str]:
@@ -162,42 +221,71 @@ def _scopes(raw: object) -> frozenset[str]:
 
 
 class Authenticator:
+    # A mounted Secret is re-read when it changed (Kubernetes swaps it in place); checking
+    # costs one stat() at most this often.
+    TOKEN_FILE_CHECK_SECONDS = 1.0
+
     def __init__(
-        self, enabled: bool, tokens: Iterable[tuple[bytes, Principal]], oidc: OidcVerifier | None
+        self,
+        enabled: bool,
+        tokens: Iterable[tuple[bytes, Principal]],
+        oidc: OidcVerifier | None,
+        token_file: Path | None = None,
     ) -> None:
         self.enabled = enabled
-        self._tokens = tuple(tokens)
+        self._env_tokens = tuple(tokens)
+        self._file_tokens: tuple[tuple[bytes, Principal], ...] = ()
+        self._tokens = self._env_tokens
         self.oidc = oidc
+        self._token_file = token_file
+        self._file_signature: tuple[int, int, int] | None = None
+        self._checked_at = time.monotonic()
+        if token_file is not None:
+            self._file_signature = _signature(token_file)
+            self._file_tokens = tuple(_tokens(_entries_from_file(token_file)))
+            self._tokens = self._env_tokens + self._file_tokens
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
         if not settings.auth_enabled:
+            if urlparse(settings.registry_url).scheme == "s3":
+                raise AuthConfigError(
+                    "MLOPS_AUTH_ENABLED=false with a shared s3:// registry: anyone who reaches"
+                    " this service could move its alias for every replica; turn auth on"
+                )
             return cls(False, (), None)
-        entries = list(_entries_from_env(settings))
-        if settings.token_file is not None:
-            entries.extend(_entries_from_file(settings.token_file))
-        tokens: list[tuple[bytes, Principal]] = []
-        for scopes, digest in entries:
-            if not _HEX64.match(digest):
-                raise AuthConfigError(
-                    f"token digest {digest[:16]!r}… is not 64 hex characters (sha256 of the token)"
-                )
-            if digest in _WEAK_DIGESTS:
-                raise AuthConfigError(
-                    "a configured token is empty or a well-known default; generate one with"
-                    " `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
-                )
-            unknown = scopes - SCOPES
-            if unknown:
-                raise AuthConfigError(f"unknown token scopes {sorted(unknown)}")
-            tokens.append((bytes.fromhex(digest), Principal(f"token:{digest[:8]}", scopes)))
+        tokens = list(_tokens(_entries_from_env(settings)))
         oidc = _oidc_from_settings(settings)
-        if not any(ADMIN in p.scopes for _, p in tokens) and oidc is None:
+        authenticator = cls(True, tokens, oidc, settings.token_file)
+        if not any(ADMIN in p.scopes for _, p in authenticator._tokens) and oidc is None:
             raise AuthConfigError(
                 "auth is on but no admin token is configured: set MLOPS_ADMIN_TOKEN_SHA256"
                 " (or MLOPS_TOKEN_FILE, or OIDC), or MLOPS_AUTH_ENABLED=false for local use"
             )
-        return cls(True, tokens, oidc)
+        return authenticator
+
+    def _reload_if_changed(self) -> None:
+        """Re-read the token file if the mounted Secret changed; a broken new version is
+        logged and the tokens in force stay (a half-written update must not lock out)."""
+        path = self._token_file
+        if path is None:
+            return
+        now = time.monotonic()
+        if now - self._checked_at < self.TOKEN_FILE_CHECK_SECONDS:
+            return
+        self._checked_at = now
+        try:
+            signature = _signature(path)
+            if signature == self._file_signature:
+                return
+            tokens = tuple(_tokens(_entries_from_file(path)))
+        except AuthConfigError as exc:
+            log.error("token file changed but was not reloaded: %s", exc)
+            return
+        self._file_signature = signature
+        self._file_tokens = tokens
+        self._tokens = self._env_tokens + tokens
+        log.info("token file %s reloaded: %d token(s)", path, len(tokens))
 
     async def authenticate(self, authorization: str | None) -> Principal:
         if not self.enabled:
@@ -210,6 +298,7 @@ class Authenticator:
             raise _unauthorized("expected 'Authorization: Bearer <token>'")
         if self.oidc is not None and token.count(".") == 2:
             return await self.oidc.verify(token)
+        self._reload_if_changed()
         digest = hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
         found: Principal | None = None
         # No early exit: the time taken does not depend on which digest (if any) matched.
@@ -240,14 +329,43 @@ def _entries_from_env(settings: Settings) -> Iterable[tuple[frozenset[str], str]
     for digest in _split(settings.predict_token_sha256):
         yield frozenset({PREDICT}), digest
     for digest in _split(settings.admin_token_sha256):
-        yield frozenset({ADMIN, PREDICT}), digest
+        yield frozenset({ADMIN}), digest
 
 
-def _entries_from_file(path: Path) -> Iterable[tuple[frozenset[str], str]]:
+def _tokens(entries: Iterable[tuple[frozenset[str], str]]) -> Iterable[tuple[bytes, Principal]]:
+    """Validated (digest, principal) pairs; the first bad entry refuses the whole set."""
+    for scopes, digest in entries:
+        if not _HEX64.match(digest):
+            raise AuthConfigError(
+                f"token digest {digest[:16]!r}… is not 64 hex characters (sha256 of the token)"
+            )
+        if digest in _WEAK_DIGESTS:
+            raise AuthConfigError(
+                "a configured token is empty or a well-known default; generate one with"
+                " `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+            )
+        unknown = scopes - SCOPES
+        if unknown:
+            raise AuthConfigError(f"unknown token scopes {sorted(unknown)}")
+        yield bytes.fromhex(digest), Principal(f"token:{digest[:8]}", _with_implied(scopes))
+
+
+def _signature(path: Path) -> tuple[int, int, int]:
+    """Identity of the file behind ``path`` (symlinks followed: a Secret volume swaps its
+    ``..data`` link to a new directory, so the inode changes even when mtime would not)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise AuthConfigError(f"{path}: cannot read token file ({exc.strerror})") from None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _entries_from_file(path: Path) -> list[tuple[frozenset[str], str]]:
     try:
         text = path.read_text()
     except OSError as exc:
         raise AuthConfigError(f"{path}: cannot read token file ({exc.strerror})") from None
+    entries = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
@@ -255,7 +373,28 @@ def _entries_from_file(path: Path) -> Iterable[tuple[frozenset[str], str]]:
         fields = line.split()
         if len(fields) != 2:
             raise AuthConfigError(f"{path}:{number}: expected '<scope>[,<scope>] <sha256 hex>'")
-        yield frozenset(_split(fields[0])), fields[1].lower()
+        entries.append((frozenset(_split(fields[0])), fields[1].lower()))
+    return entries
+
+
+def refuse_open_exposure(settings: Settings, host: str) -> None:
+    """With auth off, only this machine may reach the service: anyone on the network could
+    otherwise predict and move the alias. ``host`` is the address the server binds."""
+    if settings.auth_enabled or _is_loopback(host):
+        return
+    raise AuthConfigError(
+        f"MLOPS_AUTH_ENABLED=false while listening on {host!r}: anyone on the network could"
+        " move the alias; bind 127.0.0.1 (--host) or turn auth on"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name that may resolve anywhere
 
 
 def _oidc_from_settings(settings: Settings) -> OidcVerifier | None:

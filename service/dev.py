@@ -1,8 +1,12 @@
 """``make serve``: the service on the model the pipeline just trained, with embedded defaults.
 
-Publishes ``models/`` into the registry (default ``.local/registry``) as ``dev-<sha256[:12]>``
+Publishes ``models/`` into the local registry ``.local/registry`` as ``dev-<sha256[:12]>``
 unless that tag exists, points the alias (default ``dev``) at it, and serves with auth on:
 the token comes from ``SERVE_TOKEN`` or is generated and printed. One uvicorn worker.
+
+An exported ``MLOPS_REGISTRY_URL`` (the shared S3 registry, say) is deliberately ignored:
+publishing a dev model and moving an alias there is something to ask for by name, with
+``--registry URL``.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 from machinery.errors import UserError, exits_cleanly
 from machinery.modelcard import CARD_FILENAME, MODEL_FILENAME, read_card
-from machinery.registry import Registry
+from machinery.registry import DEFAULT_REGISTRY_URL, REGISTRY_URL_ENV, Registry
 from service.settings import ENV_PREFIX, Settings
 
 MODEL_DIR = Path("models")
@@ -51,8 +55,18 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m service.dev", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument(
+        "--registry",
+        default=DEFAULT_REGISTRY_URL,
+        help=f"registry to publish into and serve from (default {DEFAULT_REGISTRY_URL};"
+        f" {REGISTRY_URL_ENV} is not used)",
+    )
     args = parser.parse_args(argv)
 
+    ignored = os.environ.get(REGISTRY_URL_ENV)
+    if ignored and ignored != args.registry:
+        print(f"note: {REGISTRY_URL_ENV}={ignored} ignored; pass --registry to use it")
+    os.environ[REGISTRY_URL_ENV] = args.registry  # what the served process reads
     settings = Settings()
     tag = publish_dev_model(settings)
     print(f"serving tag {tag} via alias '{settings.model_alias}' from {settings.registry_url}")

@@ -1,8 +1,9 @@
 """Input drift: live traffic against the training statistics the model card carries.
 
-Two population stability indices (PSI = Σ (live − ref) · ln(live / ref)): one over predicted
-classes, one over the mean intensity of each input row. Counting is per prediction (cheap);
-the PSI itself is computed only when ``/metrics`` is scraped.
+Population stability indices (PSI = Σ (live − ref) · ln(live / ref)): over predicted classes,
+over the mean intensity of each input row (image cards), and per input feature (cards with
+``feature_bins``: the input-drift signal of tabular models). Counting is per prediction
+(cheap); the PSI itself is computed only when ``/metrics`` is scraped.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from machinery.modelcard import Reference
 
 # Empty bins would make ln() infinite; the usual PSI practice is a small floor.
 _FLOOR = 1e-4
+# Per-feature PSI is exported for at most this many features (one series each); the maximum
+# over all features is exported too, so a wide model still has one signal to alert on.
+MAX_FEATURE_SERIES = 16
 
 
 def psi(live_counts: npt.NDArray[np.float64], reference: npt.NDArray[np.float64]) -> float:
@@ -40,8 +44,10 @@ class DriftTracker:
         self._intensity_ref: npt.NDArray[np.float64] | None = None
         self._intensity_counts: npt.NDArray[np.float64] | None = None
         self._edge_list: list[float] | None = None
+        self._features: _FeatureCounts | None = None
         if reference is None:
             return
+        self._features = _FeatureCounts.from_reference(reference)
         if len(reference.class_frequencies) == n_classes:
             self._class_ref = np.asarray(reference.class_frequencies, dtype=np.float64)
         freqs = np.asarray(reference.intensity_frequencies, dtype=np.float64)
@@ -54,6 +60,8 @@ class DriftTracker:
             self._intensity_counts = np.zeros(len(freqs), dtype=np.float64)
 
     def observe(self, class_indices: npt.NDArray[np.int64], rows: npt.NDArray[np.float32]) -> None:
+        if self._features is not None:
+            self._features.observe(rows)
         if len(class_indices) == 1:
             self._observe_one(int(class_indices[0]), float(rows.sum()) / rows.size)
             return
@@ -92,3 +100,68 @@ class DriftTracker:
     def samples(self) -> float:
         with self._lock:
             return float(self._class_counts.sum())
+
+    def feature_psi(self) -> list[tuple[str, float]]:
+        """(feature name, PSI) for every feature the card has statistics for."""
+        return self._features.psi() if self._features is not None else []
+
+
+class _FeatureCounts:
+    """Live counts per feature and bin, against the card's per-feature frequencies.
+
+    Edges are padded with +inf to one matrix, so a batch is binned with one comparison
+    (rows × features × edges) instead of a search per feature.
+    """
+
+    def __init__(
+        self, names: list[str], edges: npt.NDArray[np.float64], ref: npt.NDArray[np.float64]
+    ) -> None:
+        self.names = names
+        self._inner = edges[:, 1:-1]  # a value's bin = how many inner edges it is ≥
+        self._ref = ref
+        self._n_bins = np.isfinite(edges).sum(axis=1) - 1
+        self._counts = np.zeros_like(ref)
+        self._index = np.arange(len(names))
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_reference(cls, reference: Reference) -> _FeatureCounts | None:
+        bins, freqs = reference.feature_bins, reference.feature_frequencies
+        if not bins or not freqs or len(bins) != len(freqs):
+            return None
+        names = reference.feature_names
+        if names is None or len(names) != len(bins):
+            names = [str(i) for i in range(len(bins))]
+        width = max(len(b) for b in bins)
+        if width < 2:
+            return None
+        edges = np.full((len(bins), width), np.inf)
+        ref = np.zeros((len(bins), width - 1))
+        for i, (b, f) in enumerate(zip(bins, freqs)):
+            # Not comparable (no bins, or edges and frequencies that do not fit): skipped.
+            if len(b) >= 2 and len(f) == len(b) - 1 and all(x <= y for x, y in zip(b, b[1:])):
+                edges[i, : len(b)] = b
+                ref[i, : len(f)] = f
+        return cls(names, edges, ref)
+
+    def observe(self, rows: npt.NDArray[np.float32]) -> None:
+        data = rows.reshape(len(rows), -1)
+        if data.shape[1] != len(self.names):
+            return  # a card whose statistics do not match its input: no signal, no error
+        bins = (data[:, :, None] >= self._inner[None, :, :]).sum(axis=2)
+        bins = np.minimum(bins, np.maximum(self._n_bins - 1, 0))
+        with self._lock:
+            if len(data) == 1:
+                self._counts[self._index, bins[0]] += 1
+            else:
+                np.add.at(self._counts, (np.broadcast_to(self._index, bins.shape), bins), 1)
+
+    def psi(self) -> list[tuple[str, float]]:
+        with self._lock:
+            counts = self._counts.copy()
+        result = []
+        for i, name in enumerate(self.names):
+            k = int(self._n_bins[i])
+            if k >= 1:
+                result.append((name, psi(counts[i, :k], self._ref[i, :k])))
+        return result

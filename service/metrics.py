@@ -7,8 +7,11 @@ apps (tests, benchmarks) can live in one process.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
 
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -53,6 +56,8 @@ PREDICTIONS = "mlops_predictions"
 DRIFT_CLASS_PSI = "mlops_drift_class_psi"
 DRIFT_INTENSITY_PSI = "mlops_drift_intensity_psi"
 DRIFT_SAMPLES = "mlops_drift_samples"
+DRIFT_FEATURE_PSI = "mlops_drift_feature_psi"
+DRIFT_FEATURE_PSI_MAX = "mlops_drift_feature_psi_max"
 
 METRIC_NAMES: frozenset[str] = frozenset(
     {
@@ -68,6 +73,8 @@ METRIC_NAMES: frozenset[str] = frozenset(
         DRIFT_CLASS_PSI,
         DRIFT_INTENSITY_PSI,
         DRIFT_SAMPLES,
+        DRIFT_FEATURE_PSI,
+        DRIFT_FEATURE_PSI_MAX,
     }
 )
 
@@ -141,6 +148,16 @@ class Metrics:
         self.drift_samples = Gauge(
             DRIFT_SAMPLES, "Rows the drift signals are computed from.", registry=r
         )
+        self._feature_psi: Callable[[], list[tuple[str, float]]] = list
+        self._max_feature_series = 0
+        self.drift_feature_psi_max = Gauge(
+            DRIFT_FEATURE_PSI_MAX,
+            "Largest per-feature PSI of the inputs vs the card's training statistics (cards with"
+            " feature_bins, e.g. tabular models), since the model was loaded.",
+            registry=r,
+        )
+        self.drift_feature_psi_max.set_function(self._feature_psi_max)
+        r.register(_FeaturePsi(self))
         # Resolving a labelled child costs a dict lookup plus a lock; the hot path reuses them.
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._label_children: dict[str, Counter] = {}
@@ -183,7 +200,39 @@ class Metrics:
         self.drift_intensity_psi.set_function(intensity_psi)
         self.drift_samples.set_function(samples)
 
+    def watch_feature_drift(
+        self, feature_psi: Callable[[], list[tuple[str, float]]], max_series: int
+    ) -> None:
+        """Per-feature PSI, read at scrape time: ``max_series`` labelled series at most (the
+        first features of the card), and the maximum over all of them."""
+        self._feature_psi = feature_psi
+        self._max_feature_series = max_series
+
+    def _feature_psi_max(self) -> float:
+        values = [v for _, v in self._feature_psi() if not math.isnan(v)]
+        return max(values) if values else math.nan
+
     def show_model(self, tag: str, alias: str, estimator: str, pinned: bool) -> None:
         self.model_info.clear()
         self.model_info.labels(tag, alias, estimator, str(pinned).lower()).set(1)
         self.model_loaded.set(1)
+
+
+class _FeaturePsi(Collector):
+    """``mlops_drift_feature_psi{feature=…}``: label values come from the model card, so the
+    series are computed per scrape and bounded in number."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            DRIFT_FEATURE_PSI,
+            "PSI of one input feature vs the card's training statistics, since the model was"
+            " loaded (the card's first features only; see mlops_drift_feature_psi_max).",
+            labels=["feature"],
+        )
+        metrics = self._metrics
+        for name, value in metrics._feature_psi()[: metrics._max_feature_series]:
+            family.add_metric([name[:64]], value)
+        yield family

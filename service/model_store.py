@@ -6,7 +6,13 @@ model, so in-flight requests are never cut over. Swaps (from a request, the alia
 start-up) are serialized by one lock, and any failure leaves the old model serving.
 
 The alias moves *before* the switch: if the registry refuses the move, nothing changed here
-either, and replicas (which poll the alias) never disagree with the one that was asked.
+either, and replicas (which poll the alias) never disagree with the one that was asked. The
+poller reads the alias *inside* the lock: a value read before a request's swap moved the alias
+would otherwise be applied after it, undoing the swap on this replica for a poll interval.
+
+Start-up loads in the background (``/health/live`` answers during a long download, ready
+stays 503 until a model is loaded). A tag that failed to load is retried with a per-tag
+exponential back-off instead of being downloaded again on every poll.
 """
 
 from __future__ import annotations
@@ -26,18 +32,22 @@ from machinery.modelcard import sha256_file
 from machinery.registry import (
     AliasNotFound,
     IntegrityError,
-    ModelMeta,
+    InvalidMeta,
+    Listing,
     Registry,
     RegistryError,
     RegistryUnavailable,
     TagNotFound,
 )
+from service.drift import MAX_FEATURE_SERIES
 from service.inference import InvalidModel, LoadedModel
 from service.metrics import Metrics
 from service.settings import Settings
 
 log = logging.getLogger("service.model_store")
 T = TypeVar("T")
+# The longest wait before a tag that failed to load is tried again by the poller.
+MAX_BACKOFF_SECONDS = 300.0
 
 
 class SwapError(Exception):
@@ -73,6 +83,14 @@ class RegistryDown(SwapError):
 
 
 @dataclass(frozen=True)
+class _Failed:
+    """Back-off state of one tag: how often it failed in a row, and when to try it again."""
+
+    failures: int
+    retry_at: float
+
+
+@dataclass(frozen=True)
 class SwapResult:
     tag: str
     previous_tag: str | None
@@ -88,7 +106,10 @@ class ModelStore:
         self._current: LoadedModel | None = None
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
+        self._failed: dict[str, _Failed] = {}
+        self._first_loaded = asyncio.Event()
         metrics.watch_drift(self._class_psi, self._intensity_psi, self._samples)
+        metrics.watch_feature_drift(self._feature_psi, MAX_FEATURE_SERIES)
 
     @property
     def current(self) -> LoadedModel | None:
@@ -98,15 +119,21 @@ class ModelStore:
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the pinned tag or the alias's tag; failures leave the service live, not ready."""
-        try:
-            pinned = self.settings.model_tag
-            tag = pinned if pinned is not None else await self._run(self._alias_tag)
-            await self._swap(tag, trigger="startup", move_alias=False)
-        except SwapError as exc:
-            log.error("no model at start-up: %s (will retry every poll)", exc)
-        if self.settings.alias_poll_seconds > 0:
-            self._poller = asyncio.create_task(self._poll_forever(), name="alias-poller")
+        """Begin loading the pinned tag or the alias's tag in the background, then poll.
+
+        Waits at most ``first_load_wait_seconds`` for that first load (so a fast registry is
+        ready as soon as the server listens); a slower download goes on while the server
+        answers ``/health/live`` and ``/health/ready`` says 503. Failures leave it unready and
+        are retried on the poll interval (with back-off).
+        """
+        self._poller = asyncio.create_task(self._load_then_poll(), name="model-loader")
+        first = asyncio.create_task(self._first_loaded.wait())
+        await asyncio.wait(
+            {first, self._poller},
+            timeout=self.settings.first_load_wait_seconds,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        first.cancel()
 
     async def stop(self) -> None:
         if self._poller is not None:
@@ -117,7 +144,13 @@ class ModelStore:
                 pass
             self._poller = None
 
-    async def _poll_forever(self) -> None:
+    async def _load_then_poll(self) -> None:
+        try:
+            await self._converge(trigger="startup")
+        finally:
+            self._first_loaded.set()
+        if self.settings.alias_poll_seconds <= 0:
+            return
         while True:
             await asyncio.sleep(self.settings.alias_poll_seconds)
             try:
@@ -127,16 +160,46 @@ class ModelStore:
 
     async def poll_once(self) -> None:
         """Converge on the alias (or retry the pinned tag if nothing is loaded yet)."""
+        await self._converge(trigger="poll")
+
+    async def _converge(self, *, trigger: str) -> None:
         try:
-            if self.settings.model_tag is not None:
-                if self._current is None:
-                    await self._swap(self.settings.model_tag, trigger="poll", move_alias=False)
-                return
-            tag = await self._run(self._alias_tag)
-            if self._current is None or self._current.tag != tag:
-                await self._swap(tag, trigger="poll", move_alias=False)
+            async with self._lock:
+                # Read under the lock: a request swap that moved the alias while this poll
+                # waited is seen here, so the poll cannot switch back to what it read before.
+                pinned = self.settings.model_tag
+                if pinned is not None:
+                    if self._current is not None:
+                        return
+                    tag = pinned
+                else:
+                    tag = await self._run(self._alias_tag)
+                if self._current is not None and self._current.tag == tag:
+                    return
+                failed = self._failed.get(tag)
+                if failed is not None and time.monotonic() < failed.retry_at:
+                    return  # it failed lately: not again on every poll
+                await self._swap_locked(tag, trigger=trigger, move_alias=False)
         except SwapError as exc:
-            log.warning("alias poll: %s", exc)
+            if trigger == "startup":
+                log.error("no model at start-up: %s (will retry every poll)", exc)
+            else:
+                log.warning("alias poll: %s", exc)
+
+    def _back_off(self, tag: str, exc: SwapError) -> None:
+        """A tag that failed to load waits poll × 2^(n−1), at most MAX_BACKOFF_SECONDS.
+
+        Not for an unreachable registry: that is no fault of the tag, and the next poll's alias
+        read fails fast anyway."""
+        if isinstance(exc, RegistryDown):
+            return
+        failures = self._failed[tag].failures + 1 if tag in self._failed else 1
+        wait = min(
+            max(self.settings.alias_poll_seconds, 0.001) * 2 ** (failures - 1),
+            MAX_BACKOFF_SECONDS,
+        )
+        self._failed[tag] = _Failed(failures, time.monotonic() + wait)
+        log.warning("tag %r failed to load %d time(s); next try in %.1fs", tag, failures, wait)
 
     # --- swapping --------------------------------------------------------------------------
 
@@ -154,36 +217,46 @@ class ModelStore:
         self, tag: str, *, trigger: str, move_alias: bool, by: str | None = None
     ) -> SwapResult:
         async with self._lock:
-            started = time.perf_counter()
-            previous = self._current
-            try:
-                if previous is not None and previous.tag == tag:
-                    # Already serving it; still make the alias say so (idempotent retry).
-                    if move_alias:
-                        await self._run(lambda: self._move_alias(tag, by))
-                    return SwapResult(tag, tag, False, time.perf_counter() - started)
-                model = await self._run(lambda: self._load(tag))
+            return await self._swap_locked(tag, trigger=trigger, move_alias=move_alias, by=by)
+
+    async def _swap_locked(
+        self, tag: str, *, trigger: str, move_alias: bool, by: str | None = None
+    ) -> SwapResult:
+        started = time.perf_counter()
+        previous = self._current
+        try:
+            if previous is not None and previous.tag == tag:
+                # Already serving it; still make the alias say so (idempotent retry).
                 if move_alias:
                     await self._run(lambda: self._move_alias(tag, by))
+                return SwapResult(tag, tag, False, time.perf_counter() - started)
+            try:
+                model = await self._run(lambda: self._load(tag))
             except SwapError as exc:
-                self.metrics.model_swap_failures.labels(trigger, exc.reason).inc()
-                log.warning("swap to %r (%s) failed: %s", tag, trigger, exc)
+                self._back_off(tag, exc)
                 raise
-            self._current = model
-            seconds = time.perf_counter() - started
-            self.metrics.model_swaps.labels(trigger).inc()
-            self.metrics.model_swap_duration.observe(seconds)
-            self.metrics.show_model(
-                tag, self.settings.model_alias, model.card.estimator, self.settings.pinned
-            )
-            log.info(
-                "serving %r (was %r; %s, %.3fs)",
-                tag,
-                previous.tag if previous else None,
-                trigger,
-                seconds,
-            )
-            return SwapResult(tag, previous.tag if previous else None, True, seconds)
+            self._failed.pop(tag, None)
+            if move_alias:
+                await self._run(lambda: self._move_alias(tag, by))
+        except SwapError as exc:
+            self.metrics.model_swap_failures.labels(trigger, exc.reason).inc()
+            log.warning("swap to %r (%s) failed: %s", tag, trigger, exc)
+            raise
+        self._current = model
+        seconds = time.perf_counter() - started
+        self.metrics.model_swaps.labels(trigger).inc()
+        self.metrics.model_swap_duration.observe(seconds)
+        self.metrics.show_model(
+            tag, self.settings.model_alias, model.card.estimator, self.settings.pinned
+        )
+        log.info(
+            "serving %r (was %r; %s, %.3fs)",
+            tag,
+            previous.tag if previous else None,
+            trigger,
+            seconds,
+        )
+        return SwapResult(tag, previous.tag if previous else None, True, seconds)
 
     def _load(self, tag: str) -> LoadedModel:
         """Blocking: runs in a worker thread while the old model keeps answering."""
@@ -225,9 +298,9 @@ class ModelStore:
     def _alias_tag(self) -> str:
         return self._call(lambda: self.registry.alias(self.settings.model_alias)).tag
 
-    def experiments(self) -> list[ModelMeta]:
-        """Blocking: every published tag, newest first."""
-        return self._call(self.registry.tags)
+    def experiments(self) -> Listing:
+        """Blocking: every published tag, newest first, and the unreadable ones apart."""
+        return self._call(self.registry.listing)
 
     def _call(self, func: Callable[[], T]) -> T:
         """Registry errors become swap errors with an HTTP status and a metric reason."""
@@ -241,6 +314,8 @@ class ModelStore:
             ) from None
         except IntegrityError as exc:
             raise ChecksumMismatch(str(exc)) from None
+        except InvalidMeta as exc:
+            raise ModelRejected(str(exc)) from None
         except RegistryUnavailable as exc:
             raise RegistryDown(f"registry unavailable: {exc}") from None
         except RegistryError as exc:
@@ -259,6 +334,10 @@ class ModelStore:
     def _intensity_psi(self) -> float:
         model = self._current
         return model.drift.intensity_psi() if model else float("nan")
+
+    def _feature_psi(self) -> list[tuple[str, float]]:
+        model = self._current
+        return model.drift.feature_psi() if model else []
 
     def _samples(self) -> float:
         model = self._current

@@ -60,11 +60,19 @@ class ExperimentMeta(BaseModel):
     active: bool
 
 
+class InvalidExperiment(BaseModel):
+    """A published tag whose meta.json cannot be read: a swap to it is refused (422)."""
+
+    tag: str
+    error: str
+
+
 class Experiments(BaseModel):
     alias: str
     pinned_tag: str | None
     active_tag: str | None
     experiments: list[ExperimentMeta]
+    invalid: list[InvalidExperiment] = []
 
 
 class SwapRequest(BaseModel):

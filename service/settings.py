@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Field(
         Path("/tmp/mlops-model-cache"), description="Writable dir for downloads (emptyDir in k8s)."
     )
+    first_load_wait_seconds: float = Field(
+        5.0,
+        ge=0.0,
+        description="Start-up waits this long for the first model, then serves /health/live"
+        " while the download goes on (ready stays 503 until it is loaded).",
+    )
     swapped_by: str = Field(
         "service", description="Name recorded in the alias history when this service swaps."
     )
@@ -88,6 +94,11 @@ class Settings(BaseSettings):
     )
     token_file: Path | None = Field(
         None, description="Mounted secret: lines '<scope>[,<scope>] <sha256 hex>'."
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1",
+        description="Comma-separated proxy addresses whose X-Forwarded-For/-Proto are"
+        " trusted ('*' = any client: only behind a proxy that strips them).",
     )
     oidc_jwks_url: str | None = Field(None, description="JWKS URL; enables OIDC bearer JWTs.")
     oidc_issuer: str | None = Field(None, description="Required 'iss' of OIDC tokens.")

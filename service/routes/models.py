@@ -8,7 +8,13 @@ from pydantic import ValidationError
 
 from service.deps import AdminPrincipal, PredictPrincipal, StoreDep
 from service.model_store import SwapError
-from service.schemas import ExperimentMeta, Experiments, SwapRequest, SwapResponse
+from service.schemas import (
+    ExperimentMeta,
+    Experiments,
+    InvalidExperiment,
+    SwapRequest,
+    SwapResponse,
+)
 from service.uploads import read_body
 
 router = APIRouter(tags=["models"])
@@ -22,7 +28,7 @@ router = APIRouter(tags=["models"])
 )
 async def get_experiment_metas(principal: PredictPrincipal, store: StoreDep) -> Experiments:
     try:
-        metas = await anyio.to_thread.run_sync(store.experiments)
+        listing = await anyio.to_thread.run_sync(store.experiments)
     except SwapError as exc:
         raise HTTPException(exc.status_code, detail=str(exc)) from None
     current = store.current
@@ -43,8 +49,9 @@ async def get_experiment_metas(principal: PredictPrincipal, store: StoreDep) -> 
                 estimator=m.card.estimator,
                 active=m.tag == active,
             )
-            for m in metas
+            for m in listing.models
         ],
+        invalid=[InvalidExperiment(tag=e.tag, error=e.error) for e in listing.invalid],
     )
 
 
@@ -55,7 +62,10 @@ async def get_experiment_metas(principal: PredictPrincipal, store: StoreDep) -> 
     responses={
         404: {"description": "unknown tag"},
         409: {"description": "this deployment pins a tag"},
-        422: {"description": "checksum mismatch or not a valid model; old model still serving"},
+        422: {
+            "description": "checksum mismatch, unreadable meta.json or not a valid model;"
+            " old model still serving"
+        },
         503: {"description": "registry unavailable; old model still serving"},
     },
     openapi_extra={

@@ -33,6 +33,7 @@ from machinery.modelcard import (
     Reference,
     TensorSpec,
     code_commit,
+    feature_statistics,
     library_versions,
     now_utc,
     sha256_file,
@@ -123,10 +124,13 @@ def export_onnx(pipeline: Pipeline, path: Path) -> None:
 def reference_stats(X: np.ndarray, y: np.ndarray, n_classes: int) -> Reference:
     classes = np.bincount(y, minlength=n_classes) / len(y)
     intensity, _ = np.histogram(X.mean(axis=1), bins=INTENSITY_BINS)
+    feature_bins, feature_frequencies = feature_statistics(X)  # per-feature input drift
     return Reference(
         class_frequencies=[round(float(f), 6) for f in classes],
         intensity_bins=INTENSITY_BINS,
         intensity_frequencies=[round(float(f), 6) for f in intensity / len(y)],
+        feature_bins=feature_bins,
+        feature_frequencies=feature_frequencies,
     )
 
 

@@ -62,11 +62,21 @@ class OutputSpec(_Strict):
 
 
 class Reference(_Strict):
-    """Training-data statistics the service compares live traffic against (drift)."""
+    """Training-data statistics the service compares live traffic against (drift).
+
+    ``intensity_*``: a histogram of each row's mean value (image models; empty = no such
+    signal). ``feature_*`` (optional, any model, the input-drift signal of tabular ones): per
+    input feature, bin edges (k + 1 increasing numbers, k may differ per feature; an empty
+    list skips that feature) and the training share of rows in each bin. Cards written
+    before these fields existed stay valid.
+    """
 
     class_frequencies: list[float]
-    intensity_bins: list[float]
-    intensity_frequencies: list[float]
+    intensity_bins: list[float] = []
+    intensity_frequencies: list[float] = []
+    feature_names: list[str] | None = None
+    feature_bins: list[list[float]] | None = None
+    feature_frequencies: list[list[float]] | None = None
 
 
 class ModelCard(_Strict):
@@ -94,6 +104,30 @@ class ModelCard(_Strict):
                 raise ValueError("only the batch axis of the input may be dynamic")
             n *= dim
         return n
+
+
+def feature_statistics(rows: Any, n_bins: int = 10) -> tuple[list[list[float]], list[list[float]]]:
+    """Per-feature decile edges of the training ``rows`` (n × features) and the share of rows
+    in each bin, for ``Reference.feature_bins``/``feature_frequencies``. Quantile edges give
+    every bin data to compare against; repeated edges (discrete features) merge, and a
+    constant feature gets no bins (nothing to drift from)."""
+    import numpy as np  # the card itself needs no numpy; only writers of statistics do
+
+    data = np.asarray(rows, dtype=np.float64)
+    edges_out: list[list[float]] = []
+    freqs_out: list[list[float]] = []
+    for column in data.reshape(len(data), -1).T:
+        edges = np.unique(np.quantile(column, np.linspace(0.0, 1.0, n_bins + 1)))
+        if len(edges) < 2:
+            edges_out.append([])
+            freqs_out.append([])
+            continue
+        # Bins are [e_i, e_i+1); the last one closed, as the service counts them.
+        index = np.clip(np.searchsorted(edges, column, side="right") - 1, 0, len(edges) - 2)
+        counts = np.bincount(index, minlength=len(edges) - 1)
+        edges_out.append([round(float(e), 6) for e in edges])
+        freqs_out.append([round(float(c) / len(column), 6) for c in counts])
+    return edges_out, freqs_out
 
 
 def sha256_file(path: Path) -> str:

@@ -1,5 +1,5 @@
-"""Registry fixtures: two genuinely different models from the example pipeline, and a registry
-on each store (a local directory and the real S3 server)."""
+"""Registry fixtures: two genuinely different fixture models (never the example's), and a
+registry on each store (a local directory and the real S3 server)."""
 
 from __future__ import annotations
 
@@ -11,20 +11,21 @@ import pytest
 
 from machinery.registry import Registry
 from tests.registry.helpers import Trained
-from tests.support.models import train_example
+from tests.support.fixture_models import build_fixture_model
 from tests.support.s3 import S3Server, use_s3_env
 
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Trained, Trained]:
-    """Two models from the real example stages (logreg and a random forest)."""
+    """Two fixture models of one kind (logreg and a decision tree): different ONNX bytes."""
     root = tmp_path_factory.mktemp("trained")
     a = Trained(
-        train_example(root / "logreg", "logreg") / "models", {"accuracy": 0.95, "macro_f1": 0.949}
+        build_fixture_model(root / "logreg", kind="image", estimator="logreg").model_dir,
+        {"accuracy": 0.95, "f1_macro": 0.949},
     )
     b = Trained(
-        train_example(root / "forest", "random_forest") / "models",
-        {"accuracy": 0.91, "macro_f1": 0.905},
+        build_fixture_model(root / "tree", kind="image", estimator="tree").model_dir,
+        {"accuracy": 0.91, "f1_macro": 0.905},
     )
     assert a.onnx_bytes != b.onnx_bytes
     return a, b
@@ -48,7 +49,9 @@ def registry_url(
 ) -> str:
     """A fresh, empty registry URL on each store; for S3 the AWS_* env points at the server."""
     if request.param == "local":
-        return str(tmp_path / "registry")
+        root = tmp_path / "registry"
+        root.mkdir()  # an empty registry; a missing root is a fault (RegistryUnavailable)
+        return str(root)
     server: S3Server = request.getfixturevalue("s3_server")
     bucket: str = request.getfixturevalue("s3_bucket")
     use_s3_env(monkeypatch, server, tmp_path)

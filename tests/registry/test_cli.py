@@ -73,7 +73,7 @@ def test_publish_list_show(
     assert listing.exit_code == 0
     lines = listing.stdout.splitlines()
     assert lines[0].split() == ["TAG", "ALIASES", "CREATED", "COMMIT", "ESTIMATOR", "METRICS"]
-    assert lines[1].startswith("v2 ") and "random_forest" in lines[1]
+    assert lines[1].startswith("v2 ") and "tree" in lines[1]
     assert lines[2].split()[:2] == ["v1", "prod"] and "accuracy=0.95" in lines[2]
 
     as_json = json.loads(run(mlops, "list", "--json").stdout)
@@ -170,8 +170,16 @@ def test_ci_identity_is_the_default_mover(
         (["list", "--registry", "s3:///x"], ["names no bucket"]),
     ],
 )
-def test_user_errors_are_one_line(mlops: CliRunner, args: list[str], fragments: list[str]) -> None:
+def test_user_errors_are_one_line(
+    mlops: CliRunner, tmp_path: Path, args: list[str], fragments: list[str]
+) -> None:
+    (tmp_path / "registry").mkdir()
     assert_one_line_error(run(mlops, *args), *fragments)
+
+
+@pytest.mark.parametrize("args", [["list"], ["show", "v1"], ["alias", "show", "prod"]])
+def test_a_missing_registry_is_unavailable_not_empty(mlops: CliRunner, args: list[str]) -> None:
+    assert_one_line_error(run(mlops, *args), "registry", "does not exist", code=3)
 
 
 def test_publish_errors_are_one_line(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -13,12 +14,15 @@ from typing import Any
 
 import jwt
 import pytest
+import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from jwt.algorithms import RSAAlgorithm
 
-from service.auth import AuthConfigError
+from service.__main__ import main as service_main
+from service.auth import AuthConfigError, Authenticator, OidcVerifier, refuse_open_exposure
 from service.main import create_app
+from service.settings import Settings
 from tests.service.conftest import (
     ADMIN,
     ADMIN_TOKEN,
@@ -274,3 +278,192 @@ def test_oidc_refuses_symmetric_configuration(make_app: AppFactory) -> None:
             oidc_audience=AUDIENCE,
             oidc_algorithms="HS256",
         )
+
+
+def test_admin_on_a_token_file_line_implies_predict(make_app: AppFactory, tmp_path: Path) -> None:
+    secret = tmp_path / "tokens"
+    secret.write_text(f"admin {sha256_hex('file-admin-only')}\n")
+    app = make_app(admin_token_sha256="", predict_token_sha256="", token_file=secret)
+    with TestClient(app) as client:
+        admin = bearer("file-admin-only")
+        assert client.post("/predict", json=ROW, headers=admin).status_code == 200
+        assert client.get("/get_experiment_metas", headers=admin).status_code == 200
+
+
+def _mount_secret(directory: Path, text: str, version: int) -> None:
+    """What the kubelet does to a Secret volume: a new timestamped directory, then the
+    ``..data`` symlink swapped atomically; ``tokens`` links through ``..data``."""
+    fresh = directory / f"..2026_01_01_00_00_0{version}"
+    fresh.mkdir()
+    (fresh / "tokens").write_text(text)
+    link = directory / "..data_tmp"
+    link.symlink_to(fresh.name)
+    os.replace(link, directory / "..data")
+    if not (directory / "tokens").is_symlink():
+        (directory / "tokens").symlink_to("..data/tokens")
+
+
+def test_token_file_is_reread_when_the_mounted_secret_changes(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    volume = tmp_path / "secret"
+    volume.mkdir()
+    _mount_secret(volume, f"admin {sha256_hex('first-admin')}\n", 1)
+    app = make_app(admin_token_sha256="", predict_token_sha256="", token_file=volume / "tokens")
+    wait = Authenticator.TOKEN_FILE_CHECK_SECONDS + 0.2
+    with TestClient(app) as client:
+        assert client.post("/predict", json=ROW, headers=bearer("first-admin")).status_code == 200
+        _mount_secret(volume, f"admin {sha256_hex('second-admin')}\n", 2)  # rotated
+        time.sleep(wait)
+        assert client.post("/predict", json=ROW, headers=bearer("second-admin")).status_code == 200
+        assert client.post("/predict", json=ROW, headers=bearer("first-admin")).status_code == 401
+        _mount_secret(volume, "admin not-a-digest\n", 3)  # a broken update keeps what works
+        time.sleep(wait)
+        assert client.post("/predict", json=ROW, headers=bearer("second-admin")).status_code == 200
+
+
+def test_auth_disabled_refuses_a_shared_s3_registry(tmp_path: Path) -> None:
+    settings = settings_for("s3://bucket/registry", tmp_path, auth_enabled=False)
+    with pytest.raises(AuthConfigError, match="s3://"):
+        create_app(settings)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "inference.example.org"])
+def test_auth_disabled_refuses_to_listen_beyond_loopback(
+    host: str,
+    registry_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("MLOPS_AUTH_ENABLED", "false")
+    monkeypatch.setenv("MLOPS_REGISTRY_URL", str(registry_dir))
+
+    def would_serve(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"started serving on {host} with auth off")
+
+    monkeypatch.setattr(uvicorn, "run", would_serve)  # if the guard fails, never listen
+    with pytest.raises(SystemExit) as exit_:
+        service_main(["--host", host, "--port", "1"])
+    assert exit_.value.code != 0
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and host in err
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.2"])
+def test_auth_disabled_on_loopback_is_allowed(host: str) -> None:
+    refuse_open_exposure(Settings(auth_enabled=False), host)
+    with pytest.raises(AuthConfigError):
+        refuse_open_exposure(Settings(auth_enabled=False), "0.0.0.0")
+
+
+class FailingJwks:
+    """A real JWKS endpoint that fails (500) or hangs, counting the fetches it gets."""
+
+    def __init__(self, hang_seconds: float = 0.0) -> None:
+        self.fetches = 0
+        self.healthy: bytes | None = None
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                outer.fetches += 1
+                if outer.healthy is not None:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(outer.healthy)))
+                    self.end_headers()
+                    self.wfile.write(outer.healthy)
+                    return
+                time.sleep(hang_seconds)
+                self.send_error(500)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/secret-path/jwks.json"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _forged(kid: str = "k1") -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 60, "scope": "admin"}
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": kid})
+
+
+@pytest.mark.parametrize("hang", [0.0, 3.0])
+def test_a_failing_jwks_is_backed_off_and_never_named(make_app: AppFactory, hang: float) -> None:
+    idp = FailingJwks(hang_seconds=hang)
+    forged = _forged()
+    app = make_app(oidc_jwks_url=idp.url, oidc_issuer=ISSUER, oidc_audience=AUDIENCE)
+    answers: list[tuple[int, str, float, str | None]] = []
+
+    def call() -> None:
+        started = time.monotonic()
+        response = client.post("/predict", json=ROW, headers=bearer(forged))
+        answers.append(
+            (
+                response.status_code,
+                response.text,
+                time.monotonic() - started,
+                response.headers.get("retry-after"),
+            )
+        )
+
+    try:
+        with TestClient(app) as client:
+            threads = [threading.Thread(target=call) for _ in range(30)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            slowest = max(a[2] for a in answers)
+            print(
+                f"30 forged tokens, JWKS {'hanging' if hang else 'failing'}: {idp.fetches}"
+                f" fetch(es), slowest answer {slowest:.2f}s"
+            )
+            assert [a[0] for a in answers] == [503] * 30
+            assert all("secret-path" not in a[1] and "127.0.0.1" not in a[1] for a in answers)
+            assert all(a[3] is not None and int(a[3]) >= 1 for a in answers)
+            assert idp.fetches <= 2, idp.fetches
+            if hang:  # nobody waits for the fetch's whole timeout (the hang is longer)
+                assert slowest < hang, slowest
+    finally:
+        idp.close()
+
+
+def test_jwks_recovers_after_the_back_off(make_app: AppFactory) -> None:
+    idp = FailingJwks()
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
+    public.update(kid="k1", use="sig", alg="RS256")
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 300, "scope": "predict"}
+    good = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "k1"})
+    app = make_app(oidc_jwks_url=idp.url, oidc_issuer=ISSUER, oidc_audience=AUDIENCE)
+    try:
+        with TestClient(app) as client:
+            assert client.post("/predict", json=ROW, headers=bearer(good)).status_code == 503
+            idp.healthy = json.dumps({"keys": [public]}).encode()
+            time.sleep(OidcVerifier.FIRST_BACKOFF_SECONDS + 0.2)
+            assert client.post("/predict", json=ROW, headers=bearer(good)).status_code == 200
+            assert idp.fetches == 2
+    finally:
+        idp.close()
+
+
+def test_uvicorn_trusts_forwarded_headers_only_from_the_configured_proxies(
+    registry_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_REGISTRY_URL", str(registry_dir))
+    monkeypatch.setenv("MLOPS_ADMIN_TOKEN_SHA256", sha256_hex(ADMIN_TOKEN))
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(options))
+    service_main(["--host", "127.0.0.1", "--port", "1"])
+    assert served["forwarded_allow_ips"] == "127.0.0.1"
+    monkeypatch.setenv("MLOPS_FORWARDED_ALLOW_IPS", "10.0.0.7,10.0.0.8")
+    service_main(["--host", "127.0.0.1", "--port", "1"])
+    assert served["forwarded_allow_ips"] == "10.0.0.7,10.0.0.8"

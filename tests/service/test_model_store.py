@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -299,3 +300,67 @@ def test_in_flight_request_finishes_on_the_model_it_started_with(
         await store.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_deleted_registry_is_503_never_absent(
+    client: TestClient, trained: Trained, registry_dir: Path
+) -> None:
+    shutil.rmtree(registry_dir)
+    status, text = swap(client, TAG_B)
+    assert status == 503, text
+    assert "does not exist" in text
+    listing = client.get("/get_experiment_metas", headers=PREDICT)
+    assert listing.status_code == 503, listing.text
+    assert served_tag(client, trained) == TAG_A
+    metrics = client.get("/metrics").text
+    assert (
+        'mlops_model_swap_failures_total{reason="registry_unavailable",trigger="request"} 1.0'
+        in (metrics)
+    )
+
+
+def test_a_malformed_meta_is_listed_apart_and_a_swap_to_it_is_422(
+    client: TestClient, trained: Trained, registry_dir: Path
+) -> None:
+    (registry_dir / "models" / TAG_B / "meta.json").write_text('{"tag": "half written')
+    listing = client.get("/get_experiment_metas", headers=PREDICT)
+    assert listing.status_code == 200, listing.text
+    body = listing.json()
+    assert [m["tag"] for m in body["experiments"]] == [TAG_A]
+    assert [e["tag"] for e in body["invalid"]] == [TAG_B]
+    assert "not a valid meta.json" in body["invalid"][0]["error"]
+    status, text = swap(client, TAG_B)
+    assert status == 422, text
+    assert served_tag(client, trained) == TAG_A
+    metrics = client.get("/metrics").text
+    assert 'mlops_model_swap_failures_total{reason="invalid_model",trigger="request"} 1.0' in (
+        metrics
+    )
+
+
+def _poll_failures(client: TestClient) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("mlops_model_swap_failures_total{") and 'trigger="poll"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_tag_that_fails_to_load_is_backed_off_not_fetched_every_poll(
+    make_app: AppFactory, trained: Trained, registry_dir: Path
+) -> None:
+    poll = 0.05
+    with TestClient(make_app(alias_poll_seconds=poll)) as client:
+        # The alias moves elsewhere to a tag whose stored bytes were tampered with.
+        shutil.copy(trained.a / MODEL_FILENAME, registry_dir / "models" / TAG_B / MODEL_FILENAME)
+        Registry.from_url(str(registry_dir)).move_alias(ALIAS, TAG_B, by="ci")
+        seconds = 1.6  # 32 polls; back-off 0.05 · 2^n allows 5 tries (0, .05, .15, .35, .75, 1.55)
+        time.sleep(seconds)
+        tries = _poll_failures(client)
+        print(f"failed loads of one tag in {seconds}s at a {poll}s poll: {tries:.0f}")
+        assert 1 <= tries <= 7, tries
+        assert served_tag(client, trained) == TAG_A  # the old model keeps serving
+        # A request swap always tries (an operator asked), and a good tag is not held back.
+        assert swap(client, TAG_B)[0] == 422
+        Registry.from_url(str(registry_dir)).move_alias(ALIAS, TAG_A, by="ci")
+        time.sleep(3 * poll)
+        assert served_tag(client, trained) == TAG_A

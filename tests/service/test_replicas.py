@@ -6,6 +6,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from machinery.registry import Registry
+from machinery.registry.s3_store import S3Store
 from tests.conftest import REPO
 from tests.service.conftest import (
     ADMIN,
@@ -25,10 +28,13 @@ from tests.service.conftest import (
     TAG_A,
     TAG_B,
     Trained,
+    publish_both,
     sha256_hex,
 )
 from tests.support.ports import free_port, wait_for_port
 from tests.support.process import stop_process
+from tests.support.relay import TcpRelay
+from tests.support.s3 import S3Server
 
 pytestmark = pytest.mark.integration
 
@@ -38,36 +44,51 @@ SWAPS = 10
 
 
 @contextmanager
-def service_process(registry: Path, tmp_path: Path, poll: float = 0) -> Iterator[str]:
+def service_process(
+    registry: Path | str,
+    tmp_path: Path,
+    poll: float = 0,
+    *,
+    env: dict[str, str] | None = None,
+    wait_ready: bool = True,
+) -> Iterator[str]:
     port = free_port()
-    env = dict(os.environ)
-    env.update(
+    environ = dict(os.environ)
+    environ.update(
         MLOPS_REGISTRY_URL=str(registry),
         MLOPS_MODEL_ALIAS=ALIAS,
         MLOPS_MODEL_CACHE_DIR=str(tmp_path / f"cache-{port}"),
         MLOPS_ALIAS_POLL_SECONDS=str(poll),
         MLOPS_PREDICT_TOKEN_SHA256=sha256_hex(PREDICT_TOKEN),
         MLOPS_ADMIN_TOKEN_SHA256=sha256_hex(ADMIN_TOKEN),
+        **(env or {}),
     )
     log = (tmp_path / f"service-{port}.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
         cwd=REPO,
-        env=env,
+        env=environ,
         stdout=log,
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for_port(port, timeout=30)
-        deadline = time.monotonic() + 30
-        while httpx.get(f"{base}/health/ready").status_code != 200:
-            assert time.monotonic() < deadline, "service never became ready"
-            time.sleep(0.1)
+        if wait_ready:
+            await_ready(base)
         yield base
     finally:
         stop_process(proc)
         log.close()
+
+
+def await_ready(base: str, timeout: float = 60) -> None:
+    """Wait for the port, then for ``/health/ready``; the service imports for a few seconds."""
+    port = int(base.rsplit(":", 1)[1])
+    wait_for_port(port, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while httpx.get(f"{base}/health/ready").status_code != 200:
+        assert time.monotonic() < deadline, "service never became ready"
+        time.sleep(0.1)
 
 
 def ready_tag(base: str) -> str:
@@ -159,3 +180,108 @@ def test_second_replica_converges_within_the_poll_interval(
             time.sleep(0.05)
         metrics = httpx.get(f"{second}/metrics").text
         assert 'mlops_model_swaps_total{trigger="poll"} 1.0' in metrics
+
+
+TAG_C = "exp-c"
+
+
+def aws_env(server: S3Server, tmp_path: Path, port: int | None = None) -> dict[str, str]:
+    """The service process sees only the test server (through ``port`` if given)."""
+    return {
+        **server.env,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port or server.s3_port}",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+
+
+@pytest.fixture
+def s3_registry(
+    s3_server: S3Server, s3_bucket: str, trained: Trained
+) -> Iterator[tuple[str, TcpRelay]]:
+    """Three tags on the real S3 server (alias → TAG_A), and a relay in front of it that a
+    test can stall: the slow registry the races below need, on a real network path."""
+    registry = Registry(S3Store(s3_bucket, "replicas", client=s3_server.client()))
+    publish_both(registry, trained)
+    registry.publish(TAG_C, trained.a, metrics={})  # same bytes, another tag: fine
+    relay = TcpRelay(s3_server.s3_port)
+    try:
+        yield f"s3://{s3_bucket}/replicas", relay
+    finally:
+        relay.release()
+        relay.cut()
+
+
+def test_live_answers_while_the_first_model_downloads(
+    s3_server: S3Server, s3_registry: tuple[str, TcpRelay], tmp_path: Path
+) -> None:
+    url, relay = s3_registry
+    env = {**aws_env(s3_server, tmp_path, relay.port), "MLOPS_FIRST_LOAD_WAIT_SECONDS": "0.5"}
+    relay.hold()  # the registry answers nothing: a download that takes a long time
+    with service_process(url, tmp_path, env=env, wait_ready=False) as base:
+        wait_for_port(int(base.rsplit(":", 1)[1]), timeout=60)
+        started = time.monotonic()
+        assert httpx.get(f"{base}/health/live", timeout=5).status_code == 200
+        ready = httpx.get(f"{base}/health/ready", timeout=5)
+        assert ready.status_code == 503, ready.text
+        relay.release()
+        while ready_tag_or_none(base) != TAG_A:
+            assert time.monotonic() - started < 20, "never became ready after the registry woke"
+            time.sleep(0.05)
+
+
+def ready_tag_or_none(base: str) -> str | None:
+    response = httpx.get(f"{base}/health/ready", timeout=5)
+    return ready_tag(base) if response.status_code == 200 else None
+
+
+def test_a_poll_never_undoes_a_swap_on_its_own_replica(
+    s3_server: S3Server, s3_registry: tuple[str, TcpRelay], tmp_path: Path
+) -> None:
+    """Replica 1 reaches the registry through a relay the test stalls; replica 2 directly.
+    Replica 2 moves the alias, then replica 1 is asked to swap elsewhere while its registry is
+    slow, so its poller fires during that swap. A poll that read the alias before the swap
+    moved it must not switch replica 1 back afterwards."""
+    url, relay = s3_registry
+    poll = 0.3
+    slow = aws_env(s3_server, tmp_path, relay.port)
+    rounds = [(TAG_B, TAG_C), (TAG_A, TAG_B), (TAG_C, TAG_A)]  # (replica 2's, replica 1's)
+    direct = aws_env(s3_server, tmp_path)
+    with (
+        service_process(url, tmp_path, poll=poll, env=slow, wait_ready=False) as first,
+        service_process(url, tmp_path, poll=poll, env=direct, wait_ready=False) as second,
+    ):
+        await_ready(first)  # both import at the same time
+        await_ready(second)
+        wrong: list[str] = []
+        for theirs, ours in rounds:
+            assert swap_on(second, theirs).status_code == 200
+            relay.hold()
+            answer: list[httpx.Response] = []
+            mover = threading.Thread(target=lambda: answer.append(swap_on(first, ours)))
+            mover.start()
+            time.sleep(3 * poll)  # replica 1's poller fires while its swap waits on S3
+            relay.release()
+            mover.join(timeout=30)
+            assert answer and answer[0].status_code == 200, answer
+            # Nobody moves the alias now: replica 1 must keep serving what it was asked for.
+            watch_until = time.monotonic() + 4 * poll
+            while time.monotonic() < watch_until:
+                tag = ready_tag(first)
+                if tag != ours:
+                    wrong.append(f"asked {ours}, served {tag}")
+                time.sleep(0.02)
+            converge(second, ours, poll)
+        assert wrong == [], wrong
+
+
+def swap_on(base: str, tag: str) -> httpx.Response:
+    return httpx.post(f"{base}/replace_ml_model", json={"tag": tag}, headers=ADMIN, timeout=30)
+
+
+def converge(base: str, tag: str, poll: float) -> None:
+    deadline = time.monotonic() + poll + 5
+    while ready_tag(base) != tag:
+        assert time.monotonic() < deadline, f"{base} did not converge on {tag}"
+        time.sleep(0.05)

@@ -36,6 +36,7 @@ from machinery.modelcard import (
     ModelCard,
     Reference,
     TensorSpec,
+    feature_statistics,
     library_versions,
     sha256_file,
     write_card,
@@ -134,10 +135,13 @@ def _estimator(estimator: Estimator) -> ClassifierMixin:
 def _reference(X: np.ndarray, y: np.ndarray, labels: list[str], kind: Kind) -> Reference:
     classes = np.array([np.mean(y == label) for label in labels])
     if kind != "image":
+        # A tabular card's input-drift signal: per-feature PSI against these statistics.
+        feature_bins, feature_frequencies = feature_statistics(X)
         return Reference(
             class_frequencies=[round(float(f), 6) for f in classes],
-            intensity_bins=[],
-            intensity_frequencies=[],
+            feature_names=[f"x{i}" for i in range(X.shape[1])],
+            feature_bins=feature_bins,
+            feature_frequencies=feature_frequencies,
         )
     intensity, _ = np.histogram(X.mean(axis=1), bins=INTENSITY_BINS)
     return Reference(

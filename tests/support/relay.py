@@ -9,7 +9,8 @@ import threading
 
 class TcpRelay:
     """Forwards 127.0.0.1:``port`` to 127.0.0.1:``target``; ``cut()`` drops every connection and
-    stops listening, as when a login node vanishes from the network."""
+    stops listening, as when a login node vanishes from the network. ``hold()`` stops moving
+    bytes (connections stay open, as on a stalled network) until ``release()``."""
 
     def __init__(self, target: int) -> None:
         self.target = target
@@ -18,6 +19,8 @@ class TcpRelay:
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
@@ -38,6 +41,8 @@ class TcpRelay:
             sel.register(a, selectors.EVENT_READ)
             sel.register(b, selectors.EVENT_READ)
             while not self._stopped.is_set():
+                if not self._flowing.wait(timeout=0.2):
+                    continue
                 for key, _ in sel.select(timeout=0.2):
                     try:
                         data = key.fileobj.recv(65536)  # type: ignore[union-attr]
@@ -47,8 +52,18 @@ class TcpRelay:
                     except OSError:
                         return
 
+    def hold(self) -> None:
+        self._flowing.clear()
+
+    def release(self) -> None:
+        self._flowing.set()
+
     def cut(self) -> None:
         self._stopped.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept() on Linux
+        except OSError:
+            pass
         self._listener.close()
         with self._lock:
             for sock in self._sockets:

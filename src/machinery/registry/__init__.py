@@ -6,6 +6,7 @@
 from machinery.registry.errors import (
     AliasNotFound,
     IntegrityError,
+    InvalidMeta,
     InvalidModelDir,
     InvalidName,
     RegistryError,
@@ -13,7 +14,7 @@ from machinery.registry.errors import (
     TagExists,
     TagNotFound,
 )
-from machinery.registry.records import AliasRecord, ModelMeta
+from machinery.registry.records import AliasRecord, InvalidEntry, Listing, ModelMeta
 from machinery.registry.registry import (
     DEFAULT_REGISTRY_URL,
     REGISTRY_URL_ENV,
@@ -26,7 +27,10 @@ __all__ = [
     "AliasRecord",
     "DEFAULT_REGISTRY_URL",
     "IntegrityError",
+    "InvalidMeta",
     "InvalidModelDir",
+    "InvalidEntry",
+    "Listing",
     "InvalidName",
     "ModelMeta",
     "REGISTRY_URL_ENV",

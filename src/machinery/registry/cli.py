@@ -94,7 +94,10 @@ def publish(
 def list_tags(registry: RegistryUrl = DEFAULT_REGISTRY_URL, as_json: AsJson = False) -> None:
     """Published tags, newest first, with the aliases pointing at each."""
     reg = Registry.from_url(registry)
-    metas = reg.tags()
+    listing = reg.listing()
+    metas = listing.models
+    for bad in listing.invalid:
+        typer.echo(f"warning: tag {bad.tag} skipped: {bad.error}", err=True)
     pointing: dict[str, list[str]] = {}
     for record in reg.aliases():
         pointing.setdefault(record.tag, []).append(record.alias)

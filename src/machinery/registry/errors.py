@@ -25,6 +25,10 @@ class TagNotFound(RegistryError):
     pass
 
 
+class InvalidMeta(RegistryError):
+    """A tag whose ``meta.json`` cannot be read as one: that tag is unusable, the rest are fine."""
+
+
 class TagExists(RegistryError):
     """Publishing an existing tag with different bytes: tags are immutable."""
 

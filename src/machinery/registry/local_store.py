@@ -31,11 +31,16 @@ class LocalStore:
     def location(self) -> str:
         return str(self.root)
 
+    def create_root(self) -> None:
+        with self._os_errors():
+            self.root.mkdir(parents=True, exist_ok=True)
+
     def read(self, key: str) -> Blob | None:
         with self._os_errors():
             try:
                 data = self._path(key).read_bytes()
             except FileNotFoundError:
+                self._root_must_exist()
                 return None
         return Blob(data=data, version=hashlib.sha256(data).hexdigest())
 
@@ -77,6 +82,7 @@ class LocalStore:
             try:
                 return sha256_file(self._path(key))
             except FileNotFoundError:
+                self._root_must_exist()
                 return None
 
     def fetch_file(self, key: str, dest: Path) -> bool:
@@ -84,6 +90,9 @@ class LocalStore:
             try:
                 shutil.copyfile(self._path(key), dest)
             except FileNotFoundError:
+                if not dest.parent.is_dir():
+                    raise
+                self._root_must_exist()
                 return False
         return True
 
@@ -92,9 +101,19 @@ class LocalStore:
             try:
                 names = os.listdir(self._path(prefix))
             except FileNotFoundError:
+                self._root_must_exist()
                 return []
         # Dot files are locks and unfinished temporaries, never part of the layout.
         return sorted(n for n in names if not n.startswith("."))
+
+    def _root_must_exist(self) -> None:
+        """A missing key in a missing root is a registry that is gone (a deleted or unmounted
+        volume), not an empty one: the service answers 503, never "not published"."""
+        if not self.root.is_dir():
+            raise RegistryUnavailable(
+                f"registry {self.root} does not exist (deleted or not mounted?); "
+                "publishing a model creates it"
+            )
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*key.split("/"))
@@ -105,7 +124,7 @@ class LocalStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._root_must_exist()
         with (self.root / LOCK_NAME).open("a") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:

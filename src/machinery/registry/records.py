@@ -23,6 +23,20 @@ class ModelMeta(BaseModel):
     card: ModelCard
 
 
+class InvalidEntry(BaseModel):
+    """A tag whose ``meta.json`` is unreadable: listed apart, so one bad entry hides nothing."""
+
+    tag: str
+    error: str
+
+
+class Listing(BaseModel):
+    """Every tag whose meta reads (newest first), and the ones that do not."""
+
+    models: list[ModelMeta]
+    invalid: list[InvalidEntry]
+
+
 class AliasRecord(BaseModel):
     """``aliases/<alias>.json`` and each line of ``aliases/<alias>.history.jsonl``."""
 

@@ -35,14 +35,16 @@ from machinery.modelcard import (
 from machinery.registry.errors import (
     AliasNotFound,
     IntegrityError,
+    InvalidMeta,
     InvalidModelDir,
     RegistryError,
+    RegistryUnavailable,
     TagExists,
     TagNotFound,
 )
 from machinery.registry.local_store import LocalStore
 from machinery.registry.names import check_name
-from machinery.registry.records import AliasRecord, ModelMeta
+from machinery.registry.records import AliasRecord, InvalidEntry, Listing, ModelMeta
 from machinery.registry.s3_store import CONNECT_TIMEOUT, MAX_ATTEMPTS, READ_TIMEOUT, S3Store
 from machinery.registry.store import Store
 
@@ -137,6 +139,7 @@ class Registry:
                 f"{model_path}: sha256 {sha256[:12]}… does not match its model card "
                 f"({card.onnx_sha256[:12]}…): the two files are from different runs"
             )
+        self.store.create_root()
         existing = self._read_meta(tag)
         if existing is not None:
             return self._same_or_refuse(existing, sha256)
@@ -164,10 +167,25 @@ class Registry:
         return meta
 
     def tags(self) -> list[ModelMeta]:
-        """Every published tag, newest first."""
-        metas = [self._read_meta(name) for name in self.store.children("models")]
-        found = [m for m in metas if m is not None]
-        return sorted(found, key=lambda m: m.created, reverse=True)
+        """Every published tag whose meta reads, newest first (``listing`` also names the
+        unreadable ones)."""
+        return self.listing().models
+
+    def listing(self) -> Listing:
+        """Every published tag, newest first; a malformed ``meta.json`` is set apart in
+        ``invalid`` instead of failing the whole listing. Storage faults still raise."""
+        found: list[ModelMeta] = []
+        invalid: list[InvalidEntry] = []
+        for name in self.store.children("models"):
+            try:
+                meta = self._read_meta(name)
+            except InvalidMeta as exc:
+                invalid.append(InvalidEntry(tag=name, error=str(exc)))
+                continue
+            if meta is not None:  # None: a publish still uploading (or abandoned) its model
+                found.append(meta)
+        found.sort(key=lambda m: m.created, reverse=True)
+        return Listing(models=found, invalid=invalid)
 
     def meta(self, tag: str) -> ModelMeta:
         check_name(tag, "tag")
@@ -203,26 +221,49 @@ class Registry:
     # --- aliases ----------------------------------------------------------------------------
 
     def alias(self, name: str) -> AliasRecord:
-        check_name(name, "alias")
-        blob = self.store.read(self._alias_key(name))
-        if blob is not None:
-            return self._parse_record(blob.data, self._alias_key(name))
-        # A mover that stopped between its history line and alias.json: history is the truth.
+        """Where ``name`` points now: the last line of its history, the one source of truth.
+
+        ``alias.json`` is a copy for people and tools browsing the bucket. A mover that stopped
+        between its history line and that copy leaves them apart; reading repairs the copy
+        (best effort: a read-only registry still answers from the history).
+        """
         history = self.alias_history(name)
         if not history:
             raise AliasNotFound(f"alias {name} does not exist in {self.location}")
-        return history[-1]
+        current = history[-1]
+        try:
+            blob = self.store.read(self._alias_key(name))
+            if blob is None or blob.data != self._alias_body(current):
+                self._sync_alias_file(name)
+        except RegistryError:
+            pass  # read-only mount, credentials, a broken copy: the history already answered
+        return current
 
     def aliases(self) -> list[AliasRecord]:
         """Every alias with its current tag, by name."""
-        names = [n[: -len(".json")] for n in self.store.children("aliases") if n.endswith(".json")]
-        return [self.alias(n) for n in names]
+        names = {
+            n[: -len(suffix)]
+            for n in self.store.children("aliases")
+            for suffix in (".history.jsonl", ".json")
+            if n.endswith(suffix)
+        }
+        records = []
+        for n in sorted(names):
+            try:
+                records.append(self.alias(n))
+            except AliasNotFound:
+                continue  # a stray alias.json without history: never moved through us
+        return records
 
     def move_alias(self, name: str, tag: str, *, by: str) -> AliasRecord:
         """Point ``name`` at ``tag`` (which must be published) and append the move to history.
 
         The history file is the commit point (compare-and-swap on its version), so concurrent
-        movers never lose a line; ``alias.json`` is then brought in line with the history.
+        movers never lose a line, and it is what ``alias`` reads: a move either is in the
+        history (done, everywhere) or is not (failed, everywhere). ``alias.json`` is then
+        brought in line; if that copy cannot be written the move still stands (and readers
+        repair the copy). When the history write itself fails without an answer (a timeout
+        after the server may have committed it), the history is read back to tell which.
         Moving an alias to the tag it already points at changes nothing.
         """
         check_name(name, "alias")
@@ -233,7 +274,7 @@ class Registry:
             history = self._parse_history(blob.data if blob else b"", key)
             last = history[-1] if history else None
             if last is not None and last.tag == tag:
-                self._sync_alias_file(name)
+                self.alias(name)  # repairs alias.json if a mover stopped half-way
                 return last
             record = AliasRecord(
                 alias=name,
@@ -244,11 +285,33 @@ class Registry:
             )
             line = (record.model_dump_json() + "\n").encode()
             data = (blob.data if blob else b"") + line
-            if self.store.write(key, data, expect=blob.version if blob else None):
-                self._sync_alias_file(name)
+            try:
+                written = self.store.write(key, data, expect=blob.version if blob else None)
+            except RegistryUnavailable as exc:
+                written = self._landed(name, record, exc)
+            if written:
+                try:
+                    self._sync_alias_file(name)
+                except RegistryError:
+                    pass  # the history holds the move; the next reader repairs alias.json
                 return record
             time.sleep(random.uniform(0.005, 0.05))
         raise RegistryError(f"alias {name}: too many concurrent moves; retry")
+
+    def _landed(self, name: str, record: AliasRecord, failure: RegistryUnavailable) -> bool:
+        """Whether a history write that raised was committed after all; if that cannot be
+        read either, the move is reported as failed and says its outcome is unknown."""
+        try:
+            history = self.alias_history(name)
+        except RegistryError:
+            raise RegistryUnavailable(
+                f"alias {name}: moving to {record.tag} failed and the history cannot be read "
+                f"back to tell whether it was recorded ({failure}); check with "
+                f"`mlops registry alias show {name}` before retrying"
+            ) from None
+        if record in history:
+            return True
+        raise failure
 
     def alias_history(self, name: str) -> list[AliasRecord]:
         """Every move of ``name``, oldest first (empty for an alias never moved)."""
@@ -285,12 +348,17 @@ class Registry:
             history = self.alias_history(name)
             if not history:
                 return
-            body = (history[-1].model_dump_json(indent=2) + "\n").encode()
+            body = self._alias_body(history[-1])
             if current is not None and current.data == body:
                 return
             if self.store.write(key, body, expect=current.version if current else None):
                 return
             time.sleep(random.uniform(0.005, 0.05))
+        # Lost every race: other movers keep writing it, and readers follow the history anyway.
+
+    @staticmethod
+    def _alias_body(record: AliasRecord) -> bytes:
+        return (record.model_dump_json(indent=2) + "\n").encode()
 
     def _read_card(self, model_dir: Path) -> ModelCard:
         try:
@@ -305,7 +373,7 @@ class Registry:
         try:
             return ModelMeta.model_validate_json(blob.data)
         except ValidationError as exc:
-            raise RegistryError(
+            raise InvalidMeta(
                 f"{self.location}/{self._meta_key(tag)}: not a valid meta.json "
                 f"({_first_error(exc)})"
             ) from None

@@ -70,6 +70,11 @@ class S3Store:
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             retries={"max_attempts": max_attempts, "mode": "standard"},
+            # botocore >= 1.36 adds CRC checksums (aws-chunked trailers) to every upload and
+            # validates them on download; several S3-compatible servers reject or mangle that.
+            # Only where the API requires one: the registry checks sha256 itself.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
         )
         # Endpoint, region and keys come from the standard AWS_* environment (AWS_ENDPOINT_URL
         # for MinIO/SeaweedFS), exactly as DVC reads them for the same bucket.
@@ -82,6 +87,9 @@ class S3Store:
     @property
     def endpoint(self) -> str:
         return str(self.client.meta.endpoint_url)
+
+    def create_root(self) -> None:
+        """A prefix needs no creating; a missing bucket is reported by the first request."""
 
     def read(self, key: str) -> Blob | None:
         try:

@@ -25,8 +25,13 @@ class Store(Protocol):
         """Where the registry lives, for messages: ``s3://bucket/prefix`` or a directory."""
         ...
 
+    def create_root(self) -> None:
+        """Make the registry's root exist (publish does this; readers never do)."""
+        ...
+
     def read(self, key: str) -> Blob | None:
-        """The object at ``key``, or ``None`` when there is none."""
+        """The object at ``key``, or ``None`` when there is none. A root that does not exist
+        raises ``RegistryUnavailable``: a deleted registry must never look empty."""
         ...
 
     def write(self, key: str, data: bytes, *, expect: str | None) -> bool:
