@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from machinery.errors import UserError, exits_cleanly
+from machinery.hints import predict_hint
 from machinery.modelcard import CARD_FILENAME, MODEL_FILENAME, read_card
 from machinery.registry import DEFAULT_REGISTRY_URL, REGISTRY_URL_ENV, Registry
 from service.settings import ENV_PREFIX, Settings
@@ -74,10 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         token = os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(32)
         os.environ[f"{ENV_PREFIX}ADMIN_TOKEN_SHA256"] = hashlib.sha256(token.encode()).hexdigest()
         print(f"bearer token (scopes admin, predict): {token}")
-        print(
-            f"  curl -H 'Authorization: Bearer {token}' -F file=@digit.png"
-            f" http://{args.host}:{args.port}/predict"
-        )
+        card = read_card(MODEL_DIR / CARD_FILENAME)
+        print(predict_hint(card, f"http://{args.host}:{args.port}", token))
     sys.stdout.flush()
 
     from service.__main__ import main as serve

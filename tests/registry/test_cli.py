@@ -6,6 +6,7 @@ import json
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -268,3 +269,25 @@ def test_when_reads_what_people_type() -> None:
     assert parse_when("2026-11-22 14:03+01:00").utcoffset() == timedelta(hours=1)
     assert parse_when("2026-11-22T14:03").tzinfo is not None
     assert parse_when("now", now=now) == now
+
+
+def test_a_model_from_uncommitted_changes_says_so_in_publish_and_list(
+    mlops: CliRunner, tmp_path: Path, trained: tuple[Trained, Trained], copy_of: Any
+) -> None:
+    """The 12-character commit cut must keep ``+dirty``; publishing such a model warns."""
+    model_dir = copy_of(trained[0].model_dir)
+    card_path = model_dir / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["code_commit"] = "0123456789abcdef0123456789abcdef01234567+dirty"
+    card_path.write_text(json.dumps(card))
+    dirty = Trained(model_dir, trained[0].metrics)
+    result = publish(mlops, tmp_path, dirty, "exp-dirty")
+    assert result.exit_code == 0, result.output
+    assert "warning: exp-dirty was trained from uncommitted changes" in result.stderr
+    assert "0123456789ab+dirty" in result.stderr
+    listing = run(mlops, "list")
+    assert listing.exit_code == 0 and "+dirty" in listing.stdout
+    clean = publish(mlops, tmp_path, trained[1], "exp-clean")
+    assert clean.exit_code == 0 and "warning" not in clean.stderr
+    row = next(line for line in run(mlops, "list").stdout.splitlines() if "exp-clean" in line)
+    assert "+dirty" not in row

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from machinery.errors import UserError, exits_cleanly
+from machinery.modelcard import is_dirty, short_commit
 from machinery.registry.records import AliasRecord, ModelMeta
 from machinery.registry.registry import (
     DEFAULT_REGISTRY_URL,
@@ -83,10 +84,22 @@ def publish(
         return
     typer.echo(
         f"published {meta.tag} to {reg.location} (sha256 {meta.sha256[:12]}…, "
-        f"commit {meta.commit[:12]}, created {local_time(meta.created)})"
+        f"commit {_commit(meta)}, created {local_time(meta.created)})"
     )
+    if is_dirty(meta.card.code_commit):
+        typer.echo(
+            f"warning: {meta.tag} was trained from uncommitted changes "
+            f"({short_commit(meta.card.code_commit)}): it cannot be rebuilt from git",
+            err=True,
+        )
     if record is not None:
         typer.echo(_describe_move(record))
+
+
+def _commit(meta: ModelMeta) -> str:
+    """The tag's commit, short, with ``+dirty`` when the model came from uncommitted changes."""
+    dirty = is_dirty(meta.card.code_commit) and not is_dirty(meta.commit)
+    return short_commit(meta.commit) + ("+dirty" if dirty else "")
 
 
 @app.command("list")
@@ -114,7 +127,7 @@ def list_tags(registry: RegistryUrl = DEFAULT_REGISTRY_URL, as_json: AsJson = Fa
             m.tag,
             ",".join(pointing.get(m.tag, [])),
             local_time(m.created),
-            m.commit[:12],
+            _commit(m),
             m.card.estimator,
             short_metrics(m.metrics),
         ]
