@@ -51,6 +51,7 @@ lock: ## re-pin requirements after editing pyproject.toml or service/requirement
 
 system-deps: ## install the servers the integration tests use (apt, as root; no-op when present)
 	@bash .ci/install-system
+	@bash .ci/install-gitlab-ci-local
 
 clean: ## remove pipeline outputs (not the venv)
 	rm -rf data models eval reports .local
