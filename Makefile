@@ -37,12 +37,12 @@ test-unit: setup ## only the tests that need no external server
 	$(BIN)/pytest -m "not integration"
 
 lint: setup ## black --check, flake8, mypy --strict on src/ and service/
-	$(BIN)/black --check src service tests bench
-	$(BIN)/flake8 src service tests bench
+	$(BIN)/black --check src service tests bench monitoring
+	$(BIN)/flake8 src service tests bench monitoring
 	$(BIN)/mypy
 
 format: setup ## apply black
-	$(BIN)/black src service tests bench
+	$(BIN)/black src service tests bench monitoring
 
 lock: ## re-pin requirements after editing pyproject.toml or service/requirements.in
 	uv pip compile -q pyproject.toml --python-version 3.11 --generate-hashes -o requirements.lock
@@ -52,6 +52,7 @@ lock: ## re-pin requirements after editing pyproject.toml or service/requirement
 system-deps: ## install the servers the integration tests use (apt, as root; no-op when present)
 	@bash .ci/install-system
 	@bash .ci/install-gitlab-ci-local
+	@bash .ci/install-k8s-tools
 
 clean: ## remove pipeline outputs (not the venv)
 	rm -rf data models eval reports .local
@@ -88,6 +89,14 @@ cluster-down: setup ## stop the local Slurm cluster started by cluster-up
 
 bench-offload: setup system-deps ## offload overhead of the train stage on a local Slurm (cold and warm)
 	$(BIN)/python bench/offload.py
+
+# --- k8s and monitoring ---
+.PHONY: dashboards k8s-render
+dashboards: setup ## regenerate monitoring/dashboards/*.json and monitoring/prometheusrule.yaml
+	$(BIN)/python -m monitoring.generate
+
+k8s-render: setup ## print the manifests Argo CD applies for ENV (staging or prod)
+	$(BIN)/kubectl kustomize k8s/overlays/$(or $(ENV),staging)
 
 # --- ci (the jobs of .gitlab-ci.yml and .forgejo/workflows call only these; docs/ci.md) ---
 # DVC remote for CI: DVC_REMOTE_URL (s3://bucket/dvcstore) + AWS_* from CI variables, written to

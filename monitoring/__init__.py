@@ -1,0 +1,1 @@
+"""Dashboards and alert rules as code; ``python -m monitoring.generate`` renders them."""
