@@ -1,0 +1,1 @@
+from tests.support.forge_server import forge_server  # noqa: F401  (the fixture)
