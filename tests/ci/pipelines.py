@@ -1,0 +1,167 @@
+"""Run the real ``.gitlab-ci.yml`` with gitlab-ci-local (shell executor) on a small CI project.
+
+The project is a copy of this repository (its Makefile, CI files, machinery) whose ``dvc.yaml``
+is the tiny pipeline of ``tests/ci/fixture_stages.py``, pushed to a local bare ``origin``. Jobs
+use the test session's venv (``VENV``), so no job builds one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from tests.ci.gitrepo import IDENTITY, REPO, Origin, git
+from tests.support.workspace import Workspace
+
+GCL = REPO / ".local/node-tools/gitlab-ci-local/node_modules/.bin/gitlab-ci-local"
+VENV = Path(sys.executable).parent.parent
+
+
+def fixture_dvc_yaml() -> dict[str, object]:
+    report = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["report"]
+    return {
+        "stages": {
+            "train": {
+                "cmd": "mlops offload train -- python -m tests.ci.fixture_stages train",
+                "deps": ["tests/ci/fixture_stages.py", "tests/support/fixture_models.py"],
+                "params": ["train"],
+                "outs": ["models/model.onnx", "models/model_card.json", "reports/slurm/train.json"],
+            },
+            "evaluate": {
+                "cmd": "python -m tests.ci.fixture_stages evaluate",
+                "deps": [
+                    "models/model.onnx",
+                    "models/model_card.json",
+                    "tests/ci/fixture_stages.py",
+                ],
+                "metrics": ["eval/metrics.json"],
+                "plots": [
+                    {
+                        "eval/plots/confusion.json": {
+                            "template": "confusion",
+                            "x": "actual",
+                            "y": "predicted",
+                        }
+                    },
+                    {
+                        "eval/plots/per_class.json": {
+                            "template": "bar_horizontal",
+                            "x": "f1",
+                            "y": "label",
+                        }
+                    },
+                ],
+                "outs": ["eval/plots/images"],
+            },
+            "report": report,
+        }
+    }
+
+
+def check_venv_is_synced() -> None:
+    """The jobs share this venv; were its stamp stale, their ``make setup`` would re-sync it and
+    re-point its editable install at a job's build dir. ``make test`` syncs it first."""
+    locks = (REPO / "requirements-dev.lock").read_bytes() + (REPO / "pyproject.toml").read_bytes()
+    stamp = VENV / f".synced-{hashlib.sha256(locks).hexdigest()[:16]}"
+    if not stamp.is_file():
+        raise AssertionError(f"{VENV} is not synced with the locks: run `make setup` first")
+
+
+def make_ci_project(dest: Path, origin_path: Path) -> tuple[Workspace, Origin]:
+    check_venv_is_synced()
+    ws = Workspace.clone(dest)
+    (dest / "dvc.lock").unlink(missing_ok=True)
+    (dest / "dvc.yaml").write_text(yaml.safe_dump(fixture_dvc_yaml(), sort_keys=False))
+    params: dict[str, object] = {"train": {"estimator": "logreg"}}
+    repo_params = yaml.safe_load((REPO / "params.yaml").read_text())
+    if "report" in repo_params:
+        params["report"] = repo_params["report"]
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # On the cluster the job runs with this session's venv (readable by the login user).
+    slurm = {
+        "env": {"kind": "none", "setup": [f"export PATH={VENV}/bin:$PATH"]},
+        "job": {"cpus": 1, "time": "00:10:00", "mem": "1G"},
+    }
+    (dest / "slurm.yaml").write_text(yaml.safe_dump(slurm))
+    ws.git("add", "-A")
+    ws.git("commit", "-q", "-m", "CI project: the fixture pipeline")
+    git(origin_path.parent, "init", "-q", "--bare", "-b", "main", origin_path.name)
+    ws.git("remote", "add", "origin", str(origin_path))
+    ws.git("push", "-q", "origin", "main")
+    ws.git("remote", "set-head", "origin", "main")
+    return ws, Origin(origin_path)
+
+
+@dataclass
+class GitLabRun:
+    proc: subprocess.CompletedProcess[str]
+
+    @property
+    def output(self) -> str:
+        return self.proc.stdout + self.proc.stderr
+
+    def passed(self) -> list[str]:
+        return [ln.split("PASS", 1)[1].strip() for ln in self.output.splitlines() if " PASS " in ln]
+
+    def job_log(self, job: str) -> str:
+        prefix = f"{job} "
+        return "\n".join(ln for ln in self.output.splitlines() if ln.startswith(prefix))
+
+
+@dataclass
+class GitLabCI:
+    project: Path
+    home: Path
+    variables: dict[str, str] = field(default_factory=dict)
+
+    def run(
+        self,
+        *jobs: str,
+        merge_request: bool = False,
+        extra: dict[str, str] | None = None,
+        timeout: float = 600,
+    ) -> GitLabRun:
+        cmd = [
+            str(GCL),
+            "--force-shell-executor",
+            "--shell-isolation",
+            "--no-artifacts-to-source",
+            "--no-color",
+            "--home",
+            str(self.home),
+            "--max-job-name-padding",
+            "0",
+        ]
+        variables = {**self.variables, **(extra or {})}
+        predefined = [
+            "CI_SERVER_URL",
+            "CI_API_V4_URL",
+            "CI_PROJECT_ID",
+            "CI_PROJECT_PATH",
+            "GITLAB_CI",
+        ]
+        if merge_request:
+            variables.update(CI_PIPELINE_SOURCE="merge_request_event", CI_MERGE_REQUEST_IID="42")
+            cmd += ["--unset-variable", "CI_COMMIT_BRANCH"]
+            predefined.append("CI_PIPELINE_SOURCE")
+        cmd += ["--ignore-predefined-vars", ",".join(predefined)]
+        for key, value in variables.items():
+            cmd += ["--variable", f"{key}={value}"]
+        cmd += list(jobs)
+        # Nothing of this process's own CI, git or cloud settings may leak into the jobs.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CI_", "GITLAB_", "GITHUB_", "MLOPS_", "AWS_", "GIT_", "DVC_"))
+        }
+        env.update(IDENTITY)
+        proc = subprocess.run(
+            cmd, cwd=self.project, env=env, capture_output=True, text=True, timeout=timeout
+        )
+        return GitLabRun(proc)
