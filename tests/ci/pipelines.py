@@ -11,6 +11,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,9 +84,13 @@ def make_ci_project(dest: Path, origin_path: Path) -> tuple[Workspace, Origin]:
     if "report" in repo_params:
         params["report"] = repo_params["report"]
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    # On the cluster the job runs with this session's venv (readable by the login user).
+    # On the cluster the login user runs the system Python 3.11 on this session's venv's
+    # packages (the venv's own interpreter may live under /root, which that user cannot read);
+    # building a venv on the login node is what tests/slurm covers.
+    site = sysconfig.get_path("purelib")
+    setup = [f'export PYTHONPATH="$PYTHONPATH:{site}"', 'python() { python3 "$@"; }']
     slurm = {
-        "env": {"kind": "none", "setup": [f"export PATH={VENV}/bin:$PATH"]},
+        "env": {"kind": "none", "setup": setup},
         "job": {"cpus": 1, "time": "00:10:00", "mem": "1G"},
     }
     (dest / "slurm.yaml").write_text(yaml.safe_dump(slurm))
