@@ -165,3 +165,19 @@ def verify_model(model_path: Path, card: ModelCard) -> None:
             f"{model_path}: sha256 {actual[:12]}… does not match the model card "
             f"({card.onnx_sha256[:12]}…)"
         )
+
+
+DIRTY_SUFFIX = "+dirty"
+
+
+def short_commit(commit: str, length: int = 12) -> str:
+    """The first ``length`` characters of a commit, keeping the ``+dirty`` marker a plain cut
+    (``commit[:12]``) would drop: a model trained from uncommitted changes must say so."""
+    sha, plus, rest = commit.partition("+")
+    if not all(c in "0123456789abcdef" for c in sha.lower()):
+        return commit  # not a hash ("unknown", a data version name): nothing to shorten
+    return sha[:length] + plus + rest
+
+
+def is_dirty(commit: str) -> bool:
+    return commit.endswith(DIRTY_SUFFIX)

@@ -44,7 +44,7 @@ def test_fork_runs_the_whole_pipeline_and_reports_its_own_model(forked: Workspac
     assert metrics["accuracy"] > 0.85
     md = (forked.path / "reports/report.md").read_text()
     assert "`wine-quality-grader` (gradient_boosting)" in md
-    assert "input `features` [None, 13] float32" in md
+    assert "input `features`: N × 13, float32" in md
     html = (forked.path / "reports/report.html").read_text()
     assert "data:image/png;base64," in html and "per class f1" in html
 

@@ -1,4 +1,6 @@
-"""The report as a reviewer opens it: offline, self-contained, with the numbers that matter."""
+"""The report as a reviewer opens it: valid GFM Markdown, a self-contained HTML page, the numbers
+that matter and nothing a Python repr wrote. Built from fixture files (tests/support/
+report_project.py), never from the example."""
 
 from __future__ import annotations
 
@@ -8,67 +10,138 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.support.workspace import Workspace
+from machinery.modelcard import short_commit
+from machinery.params import load_section
+from machinery.report.directions import ReportParams, direction, judge
+from tests.support.markdown import image_urls, table_with_header, tables
+from tests.support import report_project as fixtures
+from tests.support.report_project import NEW_METRICS, PER_CLASS, Mlops, ReportProject
+
+# The fixture project and the in-process CLI (shared with tests/comment).
+report_project_template = fixtures.report_project_template
+project = fixtures.project
+mlops = fixtures.mlops
+
+REPO = Path(__file__).resolve().parents[2]
+REPRS = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|\[None")
 
 
-class _Resources(HTMLParser):
+class _Html(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.refs: list[str] = []
         self.img_alts: list[str] = []
+        self.cells: list[tuple[str, str]] = []  # (class, text) of every <td>
+        self._cell: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = dict(attrs)
-        for key in ("src", "href"):
-            if values.get(key):
-                self.refs.append(str(values[key]))
+        self.refs += [str(values[k]) for k in ("src", "href") if values.get(k)]
         if tag == "img":
             self.img_alts.append(str(values.get("alt")))
+        if tag == "td":
+            self._cell = str(values.get("class") or "")
+            self.cells.append((self._cell, ""))
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self.cells[-1] = (self._cell, self.cells[-1][1] + data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self._cell = None
 
 
-@pytest.mark.slow
-def test_html_report_is_self_contained_and_shows_the_confusion_matrix(
-    reproduced: Workspace,
+@pytest.mark.integration
+def test_markdown_report_is_valid_gfm_without_relative_images_or_reprs(
+    project: ReportProject, mlops: Mlops
 ) -> None:
-    html = (reproduced.path / "reports/report.html").read_text()
+    result = mlops("report")
+    assert result.exit_code == 0, result.output
+    md = (project.path / "reports/report.md").read_text()
+    # The per-class table has every class as a row (it used to stop after the first one).
+    assert table_with_header(md, "label")[1:] == [
+        [row["label"], *(f"{row[k]:g}" for k in ("precision", "recall", "f1", "support"))]
+        for row in PER_CLASS
+    ]
+    assert len(table_with_header(md, "metric", "value")) == 1 + len(NEW_METRICS)
+    assert all(len(set(map(len, t))) == 1 for t in tables(md))  # no ragged rows
+    assert image_urls(md) == []  # no relative path that a PR cannot resolve, no data: URI
+    assert "confusion_matrix.png" in md  # the plots are named, and are in report.html
+    assert not REPRS.search(md), REPRS.search(md)
+    assert "- input `x`: N × 5, float32" in md
+    assert ["reattached to a running job", "no"] in table_with_header(md, "field", "value")
+    assert "**accuracy 0.9844**" in md and "Against" not in md  # no baseline by default
+
+
+@pytest.mark.integration
+def test_html_report_is_self_contained_and_colours_the_diff_by_direction(
+    project: ReportProject, mlops: Mlops
+) -> None:
+    assert mlops("report", "--baseline", "main").exit_code == 0
+    html = (project.path / "reports/report.html").read_text()
     assert not re.search(r"https?://", html)
-    parser = _Resources()
+    parser = _Html()
     parser.feed(html)
     assert parser.refs and all(ref.startswith("data:image/png;base64,") for ref in parser.refs)
     assert "confusion matrix" in parser.img_alts
-    accuracy = json.loads((reproduced.path / "eval/metrics.json").read_text())["accuracy"]
-    assert f">{accuracy:.4g}<" in html
+    changes = {text: cls for cls, text in parser.cells if text.startswith(("+", "-"))}
+    assert changes == {"+0.0044": "num better", "-0.04": "num better", "-20": "num "}
+    assert not REPRS.search(re.sub(r"<[^>]+>", "", html))
+    md = (project.path / "reports/report.md").read_text()
+    assert "**accuracy 0.98 → 0.9844 (+0.0044, better) vs main**" in md
+    assert table_with_header(md, "file", "param")[1:] == [["params.yaml", "train.C", "1", "2"]]
 
 
-@pytest.mark.slow
-def test_markdown_report_has_metrics_params_and_plots(reproduced: Workspace) -> None:
-    md = (reproduced.path / "reports/report.md").read_text()
-    assert "| accuracy |" in md and "| f1_macro |" in md
-    assert "| estimator | svc |" in md
-    assert "| label | precision | recall | f1 | support |" in md
-    assert "![confusion matrix](../eval/plots/images/confusion_matrix.png)" in md
-    assert "Against" not in md  # no baseline configured by default
+@pytest.mark.integration
+def test_a_model_from_uncommitted_changes_says_so(project: ReportProject, mlops: Mlops) -> None:
+    project.set_card(code_commit="0123456789abcdef0123456789abcdef01234567+dirty")
+    assert mlops("report").exit_code == 0
+    for name in ("report.md", "report.html"):
+        text = (project.path / "reports" / name).read_text()
+        assert "0123456789ab+dirty" in text and "uncommitted changes" in text
 
 
-@pytest.mark.slow
-def test_short_cluster_job_is_flagged(tmp_path: Path, reproduced: Workspace) -> None:
-    ws = reproduced.copy_to(tmp_path / "ws")
-    slurm = ws.path / "reports/slurm"
-    slurm.mkdir(parents=True, exist_ok=True)
-    (slurm / "train.json").write_text(
-        json.dumps(
-            {
-                "transport": "ssh",
-                "job_id": "17",
-                "state": "COMPLETED",
-                "run_time_s": 42.0,
-                "short_job": True,
-            }
-        )
+@pytest.mark.integration
+def test_short_cluster_job_is_flagged(project: ReportProject, mlops: Mlops) -> None:
+    record = json.loads((project.path / "reports/slurm/train.json").read_text())
+    project.write_json(
+        "reports/slurm/train.json", {**record, "run_time_s": 42.0, "short_job": True}
     )
-    ws.run("mlops", "report")
-    md = (ws.path / "reports/report.md").read_text()
-    assert "### Compute: stage `train`" in md and "| job id | 17 |" in md
-    assert "| run time | 42.0 s |" in md
+    assert mlops("report").exit_code == 0
+    md = (project.path / "reports/report.md").read_text()
+    assert "### Compute: stage `train`" in md and ["run time", "42.0 s"] in table_with_header(
+        md, "field", "value"
+    )
     assert "under 10 minutes" in md
+
+
+def test_short_commit_keeps_the_dirty_marker() -> None:
+    sha = "a" * 40
+    assert short_commit(sha) == "a" * 12
+    assert short_commit(sha + "+dirty") == "a" * 12 + "+dirty"
+    assert short_commit("unknown") == "unknown"
+
+
+def test_directions_colour_only_metrics_with_a_meaning() -> None:
+    assert [direction(k, {}) for k in ("accuracy", "f1_per_class.3", "log_loss", "n_test")] == [
+        "higher",
+        "higher",
+        "lower",
+        "none",
+    ]
+    assert direction("n_test", {"n_test": "higher"}) == "higher"
+    assert (judge(-0.04, "lower"), judge(-0.04, "higher"), judge(-20, "none")) == (
+        "better",
+        "worse",
+        "",
+    )
+
+
+def test_the_report_stage_carries_no_baseline() -> None:
+    """A cached report stage must never carry a stale baseline: the param is gone for good."""
+    load_section("report", ReportParams, REPO / "params.yaml")  # refuses a baseline key
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["report"]
+    assert "baseline" not in stage["cmd"]

@@ -762,16 +762,15 @@ class ForgeServer:
             env["MLOPS_COMMENT_TOKEN"] = token
         return env
 
-    def forgejo_env(self, event_path: Path, token: str | None = FORGEJO_TOKEN) -> dict[str, str]:
-        """Forgejo Actions variables; writes the ``pull_request`` event JSON to ``event_path``."""
-        event_path.write_text(
-            json.dumps(
-                {
-                    "number": FORGEJO_PR,
-                    "pull_request": {"number": FORGEJO_PR, "base": {"ref": TARGET_BRANCH}},
-                }
-            )
-        )
+    def forgejo_env(
+        self, event_path: Path, token: str | None = FORGEJO_TOKEN, target: str = TARGET_BRANCH
+    ) -> dict[str, str]:
+        """Forgejo Actions variables; writes the ``pull_request`` event JSON to ``event_path``.
+        ``target=""``: no target branch (no diff)."""
+        pull: dict[str, Any] = {"number": FORGEJO_PR}
+        if target:
+            pull["base"] = {"ref": target}
+        event_path.write_text(json.dumps({"number": FORGEJO_PR, "pull_request": pull}))
         env = {
             "FORGEJO_ACTIONS": "true",
             "GITHUB_ACTIONS": "true",
@@ -780,7 +779,7 @@ class ForgeServer:
             "GITHUB_REPOSITORY": FORGEJO_REPO,
             "GITHUB_EVENT_NAME": "pull_request",
             "GITHUB_EVENT_PATH": str(event_path),
-            "GITHUB_BASE_REF": TARGET_BRANCH,
+            "GITHUB_BASE_REF": target,
             "GITHUB_WORKFLOW": "ci",
         }
         if token is not None:

@@ -53,6 +53,15 @@ class ReportInputs:
     slurm: list[SlurmJob] = field(default_factory=list)
 
 
+def _text(value: Any) -> str:
+    """A job field as words: ``yes``/``no`` and comma lists, never a Python repr."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value)
+    return str(value)
+
+
 def _percent(value: Any) -> str:
     return f"{100 * float(value):.1f} %"
 
@@ -67,22 +76,22 @@ def _mebibytes(value: Any) -> str:
 
 # (key in reports/slurm/<stage>.json, label, formatter)
 _JOB_FIELDS: list[tuple[str, str, Callable[[Any], str]]] = [
-    ("transport", "transport", str),
-    ("source", "figures from", str),
-    ("job_id", "job id", str),
-    ("reattached", "reattached to a running job", str),
-    ("node", "node", str),
-    ("partition", "partition", str),
-    ("state", "state", str),
-    ("exit_code", "exit code", str),
+    ("transport", "transport", _text),
+    ("source", "figures from", _text),
+    ("job_id", "job id", _text),
+    ("reattached", "reattached to a running job", _text),
+    ("node", "node", _text),
+    ("partition", "partition", _text),
+    ("state", "state", _text),
+    ("exit_code", "exit code", _text),
     ("queue_wait_s", "queue wait", _seconds),
     ("run_time_s", "run time", _seconds),
     ("time_limit_s", "time limit", _seconds),
-    ("alloc_cpus", "allocated CPUs", str),
+    ("alloc_cpus", "allocated CPUs", _text),
     ("total_cpu_s", "CPU time (TotalCPU)", _seconds),
     ("cpu_efficiency", "CPU efficiency", _percent),
     ("max_rss_bytes", "MaxRSS", _mebibytes),
-    ("gpus", "GPUs", str),
+    ("gpus", "GPUs", _text),
     ("gpu_utilization", "GPU utilisation", _percent),
     ("stage_efficiency", "stage efficiency E", _percent),
 ]

@@ -1,4 +1,5 @@
-"""Render the report twice from the same data: Markdown for the PR comment, HTML for people."""
+"""Render the report from one context: Markdown (reports/report.md and the PR comment) and a
+self-contained HTML page for people."""
 
 from __future__ import annotations
 
@@ -9,21 +10,76 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from machinery.modelcard import is_dirty, short_commit
 from machinery.report.diff import DiffRow
-from machinery.report.inputs import ReportInputs
+from machinery.report.directions import Judgement, ReportParams, direction, judge
+from machinery.report.inputs import Image, ReportInputs
 from machinery.slurm.accounting import SHORT_JOB_S
 
 
 @dataclass(frozen=True)
 class ReportContext:
     inputs: ReportInputs
-    baseline: str = ""
+    settings: ReportParams = field(default_factory=ReportParams)
+    baseline: str = ""  # what the diff is against, as a reader knows it ("main")
     metrics_diff: list[DiffRow] = field(default_factory=list)
     params_diff: list[DiffRow] = field(default_factory=list)
-    image_dir_from_report: str = "../eval/plots/images"
+    baseline_error: str = ""  # why the diff against ``baseline`` is missing
+    # The PR comment only: image file name -> absolute URL on the forge (None: report.md, which
+    # names the plots and leaves them to report.html: a relative path has nothing behind it in a
+    # PR, and forges strip data: URIs).
+    image_urls: dict[str, str] | None = None
+    report_url: str = ""
+    marker: str = ""
 
     def summary_metrics(self) -> list[tuple[str, Any]]:
         return [(k, v) for k, v in self.inputs.metrics.items() if not isinstance(v, dict)]
+
+    def judge(self, row: DiffRow) -> Judgement:
+        return judge(row.change, direction(row.key, self.settings.directions))
+
+    def headline(self) -> str | None:
+        """The metric the verdict line is about: params' report.headline, else the first one
+        with a known direction, else the first one."""
+        metrics = dict(self.summary_metrics())
+        if self.settings.headline in metrics:
+            return self.settings.headline
+        ranked = [k for k in metrics if direction(k, self.settings.directions) != "none"]
+        candidates = ranked or list(metrics)
+        return candidates[0] if candidates else None
+
+    def verdict(self) -> str:
+        key = self.headline()
+        if key is None:
+            return ""
+        new = self.inputs.metrics[key]
+        if not self.baseline:
+            return f"{key} {_num(new)}"
+        if self.baseline_error:
+            return f"{key} {_num(new)} (no diff against {self.baseline}: see below)"
+        row = next((r for r in self.metrics_diff if r.key == key), None)
+        if row is None or row.old is None:
+            return f"{key} {_num(new)} (new: not in {self.baseline})"
+        word = {"better": ", better", "worse": ", worse", "same": ", unchanged"}.get(
+            self.judge(row), ""
+        )
+        return (
+            f"{key} {_num(row.old)} → {_num(new)} ({_signed(row.change)}{word}) vs {self.baseline}"
+        )
+
+    def card_params(self) -> list[tuple[str, Any]]:
+        """The card's params flattened to dotted keys (a nested dict is not a table cell)."""
+        out: list[tuple[str, Any]] = []
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict) and value:
+                for key, inner in value.items():
+                    walk(f"{prefix}.{key}" if prefix else str(key), inner)
+            else:
+                out.append((prefix, value))
+
+        walk("", self.inputs.card.params)
+        return out
 
     def per_class_columns(self) -> list[str]:
         """Whatever columns the evaluate stage wrote, in first-seen order (a fork picks its own)."""
@@ -31,6 +87,13 @@ class ReportContext:
         for row in self.inputs.per_class:
             columns.update(dict.fromkeys(row))
         return list(columns)
+
+    def image_url(self, image: Image) -> str:
+        return (self.image_urls or {}).get(image.path.name, "")
+
+    @property
+    def dirty(self) -> bool:
+        return is_dirty(self.inputs.card.code_commit)
 
 
 def _environment() -> Environment:
@@ -42,16 +105,43 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters["num"] = _num
+    env.filters.update(num=_num, signed=_signed, cell=_cell, shape=_shape, commit=short_commit)
     return env
 
 
 def _num(value: Any) -> str:
+    """A value as a reader writes it: never a Python repr (``None``, ``False``, ``[None, 13]``)."""
     if value is None:
         return "–"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        if 1e-3 <= abs(value) < 1e6:
+            return f"{value:.4f}".rstrip("0").rstrip(".")
         return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_num(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_num(v)}" for k, v in value.items())
     return str(value)
+
+
+def _signed(value: Any) -> str:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return "+" + _num(value)
+    return _num(value)
+
+
+def _cell(value: Any) -> str:
+    """Safe inside a GFM table cell: a ``|`` would start a new cell, a newline end the row."""
+    return _num(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _shape(shape: list[int | None]) -> str:
+    """``[None, 13]`` as ``N × 13``: N is the batch axis, any size."""
+    return " × ".join("N" if dim is None else str(dim) for dim in shape)
 
 
 def render(context: ReportContext, template: str) -> str:

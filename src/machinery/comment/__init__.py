@@ -1,0 +1,1 @@
+"""``mlops comment``: the one sticky report comment on a merge/pull request."""
