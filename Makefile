@@ -134,3 +134,19 @@ promote: setup ## manual: alias prod → staging's tag and prod overlay → stag
 
 comment: setup ## CI on a merge/pull request: post or update the one sticky report comment
 	$(BIN)/mlops comment
+
+# --- image ---
+# CI variables (GitLab's CI_REGISTRY_* by default; IMAGE_* for Forgejo/Harbor): docs/image.md.
+.PHONY: image sbom image-base bench-image
+image: setup ## build service/Dockerfile (buildah), push NAME:COMMIT_SHA, write reports/image.json
+	$(BIN)/mlops image build
+	$(BIN)/mlops image push
+
+sbom: setup ## CycloneDX SBOM of the built image's Python packages -> reports/sbom.cdx.json
+	$(BIN)/mlops image sbom
+
+image-base: ## no registry to pull from: make localhost/python:3.11-slim-bookworm from Debian (root)
+	bash .ci/image/bootstrap-base --import
+
+bench-image: setup system-deps ## image size, cold and warm build seconds (private storage, removed)
+	$(BIN)/python bench/image.py

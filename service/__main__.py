@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import uvicorn
 from pydantic import ValidationError
 
 from service.auth import AuthConfigError
+from service.healthcheck import HOST_ENV, PORT_ENV, configured_port
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
-    parser.add_argument("--host", default="0.0.0.0")
-    parser.add_argument("--port", type=int, default=8000)
+    # Defaults from the environment, so the image's HEALTHCHECK probes the port in use.
+    parser.add_argument("--host", default=os.environ.get(HOST_ENV, "0.0.0.0"))
+    parser.add_argument("--port", type=int, default=configured_port(), help=f"or {PORT_ENV}")
     parser.add_argument("--access-log", action="store_true", help="log every request")
     args = parser.parse_args(argv)
 

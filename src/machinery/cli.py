@@ -10,6 +10,7 @@ import typer
 from machinery.ci.cli import app as ci_app
 from machinery.deploy.cli import app as deploy_app
 from machinery.comment.cli import comment
+from machinery.image.cli import app as image_app
 from machinery.registry.cli import app as registry_app
 from machinery.report.cli import report
 from machinery.slurm.command import OFFLOAD_OPTIONS, offload
@@ -33,6 +34,7 @@ def _root() -> None:
 app.add_typer(ci_app, name="ci")
 app.add_typer(deploy_app, name="deploy")
 app.command("comment")(comment)
+app.add_typer(image_app, name="image")
 app.command("offload", **OFFLOAD_OPTIONS)(offload)
 app.add_typer(registry_app, name="registry")
 app.command("report")(report)

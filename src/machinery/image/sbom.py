@@ -1,0 +1,89 @@
+"""CycloneDX SBOM of the Python packages really inside the built image.
+
+buildah opens a working container on the image and runs ``pip freeze`` with the image's own
+interpreter (chroot isolation: no daemon, no network, nothing started), and ``cyclonedx-py``
+(the CycloneDX project's own tool) turns that list into the SBOM. The lock file would say what
+was asked for; this says what is there. The image itself becomes the BOM's main component.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from machinery.image.builder import Builder, ImageBuildError, read_record
+from machinery.image.target import ImageTarget
+
+VENV_PYTHON = "/opt/venv/bin/python"  # where service/Dockerfile puts the service's packages
+
+
+def installed_packages(target: ImageTarget, builder: Builder) -> str:
+    """``pip freeze --all`` of the image's venv, in requirements format."""
+    base = builder.base()
+    made = subprocess.run(
+        base + ["from", "--pull=never", "--quiet", target.reference],
+        capture_output=True,
+        text=True,
+    )
+    if made.returncode != 0:
+        raise ImageBuildError(
+            f"image {target.reference} not in local storage: run `make image` first "
+            f"({made.stderr.strip().splitlines()[-1] if made.stderr.strip() else 'buildah from'})"
+        )
+    container = made.stdout.strip()
+    try:
+        frozen = subprocess.run(
+            base
+            + ["run", "--isolation", "chroot", container, "--"]
+            + [VENV_PYTHON, "-m", "pip", "freeze", "--all", "--disable-pip-version-check"],
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        subprocess.run(base + ["rm", container], capture_output=True)
+    if frozen.returncode != 0:
+        raise ImageBuildError(f"pip freeze in the image failed: {frozen.stderr.strip()[-300:]}")
+    return frozen.stdout
+
+
+def write_sbom(target: ImageTarget, builder: Builder, output: Path, record: Path) -> int:
+    """Write the SBOM to ``output``; returns how many packages it lists."""
+    requirements = installed_packages(target, builder)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "cyclonedx_py", "requirements", "-"]
+        + ["--of", "JSON", "--sv", "1.6", "-o", str(output)],
+        input=requirements,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise ImageBuildError(f"cyclonedx-py failed: {result.stderr.strip()[-300:]}")
+    bom = json.loads(output.read_text())
+    bom.setdefault("metadata", {})["component"] = _image_component(target, record)
+    output.write_text(json.dumps(bom, indent=2) + "\n")
+    return len(bom.get("components", []))
+
+
+def _image_component(target: ImageTarget, record: Path) -> dict[str, Any]:
+    """The image as the BOM's subject; with its registry digest once ``push`` recorded it."""
+    component: dict[str, Any] = {
+        "type": "container",
+        "bom-ref": target.reference,
+        "name": target.name,
+        "version": target.tag,
+        "properties": [{"name": "org.opencontainers.image.revision", "value": target.commit}],
+    }
+    if record.is_file():
+        pushed = read_record(record)
+        if pushed["name"] == target.name and pushed["tag"] == target.tag:
+            repo = target.name.rsplit("/", 1)[-1]
+            # purl-spec's oci type: name@digest, the registry path as repository_url.
+            component["purl"] = f"pkg:oci/{repo}@{pushed['digest']}?repository_url={target.name}"
+            component["hashes"] = [
+                {"alg": "SHA-256", "content": pushed["digest"].removeprefix("sha256:")}
+            ]
+    return component
