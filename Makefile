@@ -106,7 +106,7 @@ DVC_REMOTE_URL ?=
 # sees them as unset (an empty MLOPS_SLURM_TRANSPORT or AWS_ENDPOINT_URL is an error, not a default).
 $(foreach v,$(filter MLOPS_% AWS_% DVC_% IMAGE_%,$(.VARIABLES)),$(if $($(v)),,$(eval unexport $(v))))
 STAGING_ENV ?= staging
-IMAGE_REF_FILE ?= reports/image/ref
+IMAGE_RECORD ?= reports/image.json
 
 .PHONY: ci-remote pipeline restore publish-ci bump promote comment
 ci-remote: setup
@@ -126,8 +126,8 @@ restore: ci-remote ## CI: restore the pipeline's outputs from the DVC remote's r
 publish-ci: setup ## CI on main: experiment tag on HEAD (reused, or created and pushed), then publish
 	tag=$$($(BIN)/mlops ci tag --push --quiet) && $(MAKE) --no-print-directory publish TAG="$$tag"
 
-bump: setup ## CI on main: pin the pushed image (IMAGE_REF_FILE) in k8s/overlays/staging, push
-	$(BIN)/mlops deploy bump --env $(STAGING_ENV) --image-file $(IMAGE_REF_FILE)
+bump: setup ## CI on main: pin the pushed image (IMAGE_RECORD) in k8s/overlays/staging, push
+	$(BIN)/mlops deploy bump --env $(STAGING_ENV) --image-file $(IMAGE_RECORD)
 
 promote: setup ## manual: alias prod → staging's tag and prod overlay → staging's image, one step
 	$(BIN)/mlops deploy promote

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -37,14 +38,22 @@ def _source_commit(commit: str | None) -> str:
     )
 
 
-def _image(image: str | None, image_file: Path | None) -> str:
+def _image(image: str | None, image_file: Path | None) -> tuple[str, str | None]:
+    """The image reference, and the commit it was built from when the record says so."""
     if image_file is not None:
         if not image_file.is_file():
-            raise UserError(f"{image_file}: not found (the image job writes it)")
-        return image_file.read_text().strip()
+            raise UserError(f"{image_file}: not found (make image writes it)")
+        text = image_file.read_text().strip()
+        if not text.startswith("{"):
+            return text, None
+        try:
+            record = json.loads(text)
+            return str(record["reference"]), record.get("commit")
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise UserError(f"{image_file}: not an image record (no 'reference')") from None
     if image:
-        return image
-    raise UserError("say which image: --image NAME@sha256:… or --image-file FILE")
+        return image, None
+    raise UserError("say which image: --image NAME@sha256:… or --image-file reports/image.json")
 
 
 @app.command()
@@ -55,7 +64,8 @@ def bump(
         str | None, typer.Option(help="NAME@sha256:<digest>, as the registry reported it.")
     ] = None,
     image_file: Annotated[
-        Path | None, typer.Option(help="A file holding NAME@sha256:<digest> (from make image).")
+        Path | None,
+        typer.Option(help="make image's record (reports/image.json) or a file with NAME@DIGEST."),
     ] = None,
     commit: Annotated[
         str | None, typer.Option(help="Commit the image was built from (default: CI's).")
@@ -70,8 +80,9 @@ def bump(
     from machinery.deploy.bump import bump as run_bump
     from machinery.deploy.overlay import ImageRef
 
-    ref = ImageRef.parse(_image(image, image_file))
-    source = _source_commit(commit)
+    text, recorded = _image(image, image_file)
+    ref = ImageRef.parse(text)
+    source = _source_commit(commit or recorded)
     pipeline = os.environ.get("CI_PIPELINE_URL") or os.environ.get("GITHUB_RUN_ID")
     why = f"The main pipeline{f' {pipeline}' if pipeline else ''} built and pushed it."
     result = run_bump(
