@@ -10,10 +10,15 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from machinery.slurm.localcluster.cluster import ClusterInfo, LocalCluster
+
+if TYPE_CHECKING:
+    from tests.support.image_build import ImageStorage
+    from tests.support.oci_registry import OciRegistry
 
 
 @dataclass
@@ -53,3 +58,24 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
     finally:
         local.down()
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciRegistry]:
+    """A real image registry (CNCF distribution) on 127.0.0.1, without auth."""
+    from tests.support.oci_registry import OciRegistry
+
+    registry = OciRegistry(tmp_path_factory.mktemp("oci-registry"))
+    registry.start()
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture(scope="module")
+def image_storage() -> ImageStorage:
+    """The image tests' shared containers-storage (~/.cache/mlops-image): the Debian-made base
+    image and the layer cache of earlier builds, so the CI test's build takes seconds once any
+    image test or `make bench-image` ran on this machine (cold, it bootstraps the base first)."""
+    storage = ImageStorage.shared_cache()
+    storage.ensure_base()
+    return storage

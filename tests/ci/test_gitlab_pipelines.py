@@ -8,15 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+from machinery.ci.tagging import SCHEME
+from machinery.deploy.overlay import ImageRef, read_image
+from machinery.registry.registry import Registry
 from tests.ci.conftest import SlurmCluster
-from tests.ci.gitrepo import Origin
+from tests.ci.gitrepo import Origin, git
 from tests.ci.pipelines import VENV, GitLabCI, make_ci_project
 from tests.support.forge_server import ForgeServer
 from tests.support.s3 import S3Server
 from tests.support.workspace import Workspace
+
+if TYPE_CHECKING:
+    from tests.support.image_build import ImageStorage
+    from tests.support.oci_registry import OciRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -79,7 +88,8 @@ def test_merge_request_pipeline_then_a_readme_push(ci_project: CIProject) -> Non
     # same comment is updated in place.
     (p.ws.path / "README.md").write_text((p.ws.path / "README.md").read_text() + "\nmore\n")
     p.ws.git("commit", "-q", "-am", "docs only")
-    second = p.ci.run(merge_request=True)
+    # Lint has nothing new to say about a README; the jobs that matter here run as in the MR.
+    second = p.ci.run("pipeline", "comment", merge_request=True)
     assert second.proc.returncode == 0, second.output[-6000:]
     assert _stages_run(second.job_log("pipeline")) == []
     assert p.cluster.sacct_jobs() == jobs_after_first
@@ -87,3 +97,58 @@ def test_merge_request_pipeline_then_a_readme_push(ci_project: CIProject) -> Non
     assert [n["id"] for n in notes_after] == [notes[0]["id"]]
     puts = [r for r in p.forge.api_requests("PUT") if "/notes/" in r["path"]]
     assert len(puts) >= 1
+
+
+def test_main_pipeline_tags_publishes_builds_and_bumps_and_a_rerun_changes_nothing(
+    ci_project: CIProject, oci_registry: OciRegistry, image_storage: ImageStorage
+) -> None:
+    p = ci_project
+    p.ws.git("checkout", "-q", "main")
+    p.ws.git("merge", "-q", "--ff-only", "feature")
+    p.ws.git("push", "-q", "origin", "main")
+    head = p.ws.git("rev-parse", "HEAD").stdout.strip()
+    jobs_before = p.cluster.sacct_jobs()
+    image_path = "group/project/inference"
+    image_vars = {
+        **{k: v for k, v in image_storage.env().items() if k.startswith(("IMAGE_", "PYTHON_"))},
+        "IMAGE_NAME": f"{oci_registry.host}/{image_path}",
+        "IMAGE_REGISTRY_INSECURE": "1",
+    }
+
+    first = p.ci.run(extra=image_vars)
+    assert first.proc.returncode == 0, first.output[-6000:]
+    assert sorted(first.passed()) == ["deploy", "lint", "pipeline", "publish"]
+    assert p.cluster.sacct_jobs() == jobs_before  # the MR's run-cache: train not re-run
+
+    # tag: on the commit main built, by the documented scheme, in origin
+    tags = p.origin.tags()
+    assert len(tags) == 1 and SCHEME.fullmatch(tags[0]) and tags[0].endswith(head[:7])
+    tag = tags[0]
+    # publish: the registry on S3 has the tag and staging points at it
+    registry = Registry.from_url(f"s3://{p.bucket}/registry")
+    assert registry.meta(tag).commit == head and registry.alias("staging").tag == tag
+    # image + bump: the overlay in origin pins what the registry reports for the commit's tag
+    digest = oci_registry.manifest_digest(image_path, head)
+    pinned = Path(p.ws.path.parent / "staging.yaml")
+    pinned.write_text(p.origin.show("k8s/overlays/staging/kustomization.yaml"))
+    assert read_image(pinned) == ImageRef(f"{oci_registry.host}/{image_path}", digest)
+    bump = p.origin.log()[0]
+    assert "[skip ci]" in bump and "deploy(staging)" in bump
+    assert git(p.origin.path, "rev-parse", "main~1") == head
+    origin_head = p.origin.head()
+
+    # A rerun of the same pipeline: same tag, same bytes, same digest; no commit, no job.
+    again = p.ci.run("pipeline", "publish", "deploy", extra=image_vars)
+    assert again.proc.returncode == 0, again.output[-6000:]
+    assert p.origin.tags() == [tag] and p.origin.head() == origin_head
+    assert len(registry.alias_history("staging")) == 1
+    assert "nothing to commit" in again.job_log("deploy")
+    assert p.cluster.sacct_jobs() == jobs_before
+
+    # The manual promote job: prod gets staging's tag and image in one step.
+    promoted = p.ci.run("promote")
+    assert promoted.proc.returncode == 0, promoted.output[-4000:]
+    assert registry.alias("prod").tag == tag
+    prod = Path(p.ws.path.parent / "prod.yaml")
+    prod.write_text(p.origin.show("k8s/overlays/prod/kustomization.yaml"))
+    assert read_image(prod) == ImageRef(f"{oci_registry.host}/{image_path}", digest)
