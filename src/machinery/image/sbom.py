@@ -1,7 +1,8 @@
 """CycloneDX SBOM of the Python packages really inside the built image.
 
-buildah opens a working container on the image and runs ``pip freeze`` with the image's own
-interpreter (chroot isolation: no daemon, no network, nothing started), and ``cyclonedx-py``
+buildah opens a working container on the image and lists the installed distributions with the
+image's own interpreter (chroot isolation: no daemon, nothing started; the image has no pip),
+and ``cyclonedx-py``
 (the CycloneDX project's own tool) turns that list into the SBOM. The lock file would say what
 was asked for; this says what is there. The image itself becomes the BOM's main component.
 """
@@ -18,10 +19,15 @@ from machinery.image.builder import Builder, ImageBuildError, read_record
 from machinery.image.target import ImageTarget
 
 VENV_PYTHON = "/opt/venv/bin/python"  # where service/Dockerfile puts the service's packages
+# ``pip freeze`` without pip: every distribution on the image venv's path, as NAME==VERSION.
+FREEZE = (
+    "import importlib.metadata as m\n"
+    "print('\\n'.join(sorted({f\"{d.metadata['Name']}=={d.version}\" for d in m.distributions()})))"
+)
 
 
 def installed_packages(target: ImageTarget, builder: Builder) -> str:
-    """``pip freeze --all`` of the image's venv, in requirements format."""
+    """What is installed in the image's venv, in requirements format."""
     base = builder.base()
     made = subprocess.run(
         base + ["from", "--pull=never", "--quiet", target.reference],
@@ -38,14 +44,14 @@ def installed_packages(target: ImageTarget, builder: Builder) -> str:
         frozen = subprocess.run(
             base
             + ["run", "--isolation", "chroot", container, "--"]
-            + [VENV_PYTHON, "-m", "pip", "freeze", "--all", "--disable-pip-version-check"],
+            + [VENV_PYTHON, "-c", FREEZE],
             capture_output=True,
             text=True,
         )
     finally:
         subprocess.run(base + ["rm", container], capture_output=True)
     if frozen.returncode != 0:
-        raise ImageBuildError(f"pip freeze in the image failed: {frozen.stderr.strip()[-300:]}")
+        raise ImageBuildError(f"listing the image's packages failed: {frozen.stderr.strip()[-300:]}")
     return frozen.stdout
 
 
