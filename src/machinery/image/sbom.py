@@ -42,16 +42,16 @@ def installed_packages(target: ImageTarget, builder: Builder) -> str:
     container = made.stdout.strip()
     try:
         frozen = subprocess.run(
-            base
-            + ["run", "--isolation", "chroot", container, "--"]
-            + [VENV_PYTHON, "-c", FREEZE],
+            base + ["run", "--isolation", "chroot", container, "--"] + [VENV_PYTHON, "-c", FREEZE],
             capture_output=True,
             text=True,
         )
     finally:
         subprocess.run(base + ["rm", container], capture_output=True)
     if frozen.returncode != 0:
-        raise ImageBuildError(f"listing the image's packages failed: {frozen.stderr.strip()[-300:]}")
+        raise ImageBuildError(
+            f"listing the image's packages failed: {frozen.stderr.strip()[-300:]}"
+        )
     return frozen.stdout
 
 
