@@ -108,7 +108,7 @@ $(foreach v,$(filter MLOPS_% AWS_% DVC_% IMAGE_%,$(.VARIABLES)),$(if $($(v)),,$(
 STAGING_ENV ?= staging
 IMAGE_RECORD ?= reports/image.json
 
-.PHONY: ci-remote pipeline restore publish-ci bump promote comment
+.PHONY: ci-remote pipeline restore publish-ci bump promote comment bench-ci
 ci-remote: setup
 	@if [ -n "$(DVC_REMOTE_URL)" ]; then \
 	  $(BIN)/dvc remote add --local --force --default ci "$(DVC_REMOTE_URL)" && \
@@ -150,3 +150,6 @@ image-base: ## no registry to pull from: make localhost/python:3.11-slim-bookwor
 
 bench-image: setup system-deps ## image size, cold and warm build seconds (private storage, removed)
 	$(BIN)/python bench/image.py
+
+bench-ci: setup system-deps ## wall time of the MR pipeline, the no-op rerun and main on gitlab-ci-local
+	$(BIN)/python bench/ci.py

@@ -10,15 +10,12 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
 from machinery.slurm.localcluster.cluster import ClusterInfo, LocalCluster
-
-if TYPE_CHECKING:
-    from tests.support.image_build import ImageStorage
-    from tests.support.oci_registry import OciRegistry
+from tests.support.image_build import ImageStorage
+from tests.support.oci_registry import OciRegistry
 
 
 @dataclass
@@ -63,8 +60,6 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
 @pytest.fixture(scope="module")
 def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciRegistry]:
     """A real image registry (CNCF distribution) on 127.0.0.1, without auth."""
-    from tests.support.oci_registry import OciRegistry
-
     registry = OciRegistry(tmp_path_factory.mktemp("oci-registry"))
     registry.start()
     yield registry

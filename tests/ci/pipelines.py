@@ -170,3 +170,53 @@ class GitLabCI:
             cmd, cwd=self.project, env=env, capture_output=True, text=True, timeout=timeout
         )
         return GitLabRun(proc)
+
+
+ACT = Path(sys.executable).parent / "act"
+
+
+@dataclass
+class ForgejoAct:
+    """Run the real ``.forgejo/workflows`` with act on the host (no containers): checkout is
+    act's copy of the project (with ``.git``), artifact uploads are off (no network here)."""
+
+    project: Path
+    cache: Path
+    variables: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(self, event: str, job: str, event_json: Path, workflow: str = "ci.yml") -> GitLabRun:
+        cmd = [
+            str(ACT),
+            event,
+            "-W",
+            f".forgejo/workflows/{workflow}",
+            "-j",
+            job,
+            "-P",
+            "docker=-self-hosted",
+            "-P",
+            "slurm-login=-self-hosted",
+            "--action-offline-mode",
+            "-e",
+            str(event_json),
+            "--var",
+            "MLOPS_NO_ARTIFACTS=1",
+        ]
+        for key, value in self.variables.items():
+            cmd += ["--var", f"{key}={value}"]
+        for key, value in self.secrets.items():
+            cmd += ["--secret", f"{key}={value}"]
+        for key, value in self.env.items():
+            cmd += ["--env", f"{key}={value}"]
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CI_", "GITLAB_", "GITHUB_", "MLOPS_", "AWS_", "GIT_", "DVC_"))
+        }
+        env.update(IDENTITY, XDG_CACHE_HOME=str(self.cache))  # act's work copies go there
+        proc = subprocess.run(
+            cmd, cwd=self.project, env=env, capture_output=True, text=True, timeout=600
+        )
+        return GitLabRun(proc)

@@ -6,10 +6,11 @@ main pipeline (tag, publish to S3, image build + push, deploy bump to a bare ori
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,14 +19,12 @@ from machinery.deploy.overlay import ImageRef, read_image
 from machinery.registry.registry import Registry
 from tests.ci.conftest import SlurmCluster
 from tests.ci.gitrepo import Origin, git
-from tests.ci.pipelines import VENV, GitLabCI, make_ci_project
-from tests.support.forge_server import ForgeServer
+from tests.ci.pipelines import VENV, ForgejoAct, GitLabCI, make_ci_project
+from tests.support.forge_server import FORGEJO_PR, FORGEJO_REPO, FORGEJO_TOKEN, ForgeServer
+from tests.support.image_build import ImageStorage
+from tests.support.oci_registry import OciRegistry
 from tests.support.s3 import S3Server
 from tests.support.workspace import Workspace
-
-if TYPE_CHECKING:
-    from tests.support.image_build import ImageStorage
-    from tests.support.oci_registry import OciRegistry
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -154,3 +153,74 @@ def test_main_pipeline_tags_publishes_builds_and_bumps_and_a_rerun_changes_nothi
     prod = Path(p.ws.path.parent / "prod.yaml")
     prod.write_text(p.origin.show("k8s/overlays/prod/kustomization.yaml"))
     assert read_image(prod) == ImageRef(f"{oci_registry.host}/{image_path}", digest)
+
+
+def _forgejo(p: CIProject, root: Path) -> ForgejoAct:
+    s3 = {k: v for k, v in p.ci.variables.items() if k.startswith("AWS_")}
+    slurm = {k: v for k, v in p.ci.variables.items() if k.startswith("MLOPS_SLURM_")}
+    key = Path(slurm.pop("MLOPS_SLURM_SSH_KEY_FILE")).read_text()
+    return ForgejoAct(
+        p.ws.path,
+        root / "act-cache",
+        variables={
+            "DVC_REMOTE_URL": p.ci.variables["DVC_REMOTE_URL"],
+            "AWS_ENDPOINT_URL": s3["AWS_ENDPOINT_URL"],
+            "MLOPS_REGISTRY_URL": p.ci.variables["MLOPS_REGISTRY_URL"],
+            **{k: v for k, v in slurm.items() if k != "MLOPS_SLURM_WORKDIR"},
+        },
+        secrets={
+            "AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"],
+            "MLOPS_SLURM_SSH_KEY": key,
+            "MLOPS_COMMENT_TOKEN": FORGEJO_TOKEN,
+        },
+        env={
+            "VENV": p.ci.variables["VENV"],
+            "MYPY_CACHE_DIR": p.ci.variables["MYPY_CACHE_DIR"],
+            "MLOPS_SLURM_WORKDIR": slurm["MLOPS_SLURM_WORKDIR"],
+            "AWS_DEFAULT_REGION": s3.get("AWS_DEFAULT_REGION", "us-east-1"),
+            # The forge is the local one: act's defaults name github.com, which is never used.
+            "GITHUB_SERVER_URL": p.forge.url,
+            "GITHUB_REPOSITORY": FORGEJO_REPO,
+            "FORGEJO_ACTIONS": "true",
+        },
+    )
+
+
+def test_forgejo_workflows_run_with_act_for_a_pull_request_and_a_push(
+    ci_project: CIProject, tmp_path: Path
+) -> None:
+    """The same make lines on Forgejo's definitions: the PR's jobs end in a comment through the
+    Forgejo API; on a push to main, publish is a no-op (tag and model already published). No
+    stage re-runs: the run-cache has every stage."""
+    p = ci_project
+    act = _forgejo(p, tmp_path)
+    jobs_before = p.cluster.sacct_jobs()
+    event = tmp_path / "pull_request.json"
+    event.write_text(
+        json.dumps(
+            {
+                "number": FORGEJO_PR,
+                "pull_request": {
+                    "number": FORGEJO_PR,
+                    "base": {"ref": "main"},
+                    "head": {"ref": "feature"},
+                },
+            }
+        )
+    )
+    pr = act.run("pull_request", "comment", event)
+    assert pr.proc.returncode == 0, pr.output[-6000:]
+    for job in ("lint", "pipeline", "comment"):
+        assert f"[ci/{job}] 🏁  Job succeeded" in pr.output, job
+    comments = p.forge.forgejo_comments()
+    assert len(comments) == 1 and "mlops-comment" in comments[0]["body"]
+
+    push = tmp_path / "push.json"
+    push.write_text(json.dumps({"ref": "refs/heads/main"}))
+    tags = p.origin.tags()
+    main = act.run("push", "publish", push)
+    assert main.proc.returncode == 0, main.output[-6000:]
+    assert "[ci/publish] 🏁  Job succeeded" in main.output
+    assert p.origin.tags() == tags
+    assert p.cluster.sacct_jobs() == jobs_before

@@ -49,6 +49,19 @@ def head_tags(cwd: Path | None = None) -> list[str]:
     return [t for t in lines if t and _valid(t)]
 
 
+def remote_tags_at(commit: str, remote: str, cwd: Path | None = None) -> list[str]:
+    """Names of the remote's tags that point at ``commit`` (annotated ones peeled)."""
+    found = []
+    for line in out("ls-remote", "--tags", remote, cwd=cwd).splitlines():
+        sha, _, ref = line.partition("\t")
+        name = ref.removeprefix("refs/tags/")
+        if sha == commit and name.endswith("^{}"):
+            found.append(name[:-3])
+        elif sha == commit:
+            found.append(name)
+    return sorted(set(found))
+
+
 def _valid(tag: str) -> bool:
     try:
         check_name(tag)
@@ -62,9 +75,18 @@ def ensure_tag(
 ) -> TagResult:
     """Reuse HEAD's tag, else create the scheme's tag on HEAD; push it when asked."""
     commit = out("rev-parse", "HEAD", cwd=cwd)
-    # CI checkouts are often shallow and without tags: ask the remote for the ones it has.
+    # CI checkouts are often shallow and without tags: ask the remote which tags name HEAD
+    # (ls-remote, not a fetch of every tag, which would deepen a shallow clone).
     if push and git("remote", "get-url", remote, cwd=cwd, check=False).returncode == 0:
-        git("fetch", "--quiet", "--no-tags", remote, "+refs/tags/*:refs/tags/*", cwd=cwd)
+        for tag in remote_tags_at(commit, remote, cwd):
+            git(
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                remote,
+                f"+refs/tags/{tag}:refs/tags/{tag}",
+                cwd=cwd,
+            )
     existing = head_tags(cwd)
     created = not existing
     if existing:
