@@ -124,6 +124,7 @@ class GitLabCI:
     project: Path
     home: Path
     variables: dict[str, str] = field(default_factory=dict)
+    runs: int = 0
 
     def run(
         self,
@@ -169,6 +170,9 @@ class GitLabCI:
         proc = subprocess.run(
             cmd, cwd=self.project, env=env, capture_output=True, text=True, timeout=timeout
         )
+        self.runs += 1  # kept next to the project, for reading a run's job times afterwards
+        log = self.project.parent / f"gitlab-ci-local-{self.runs}.log"
+        log.write_text(proc.stdout + proc.stderr)
         return GitLabRun(proc)
 
 

@@ -23,7 +23,7 @@ from tests.ci.pipelines import VENV, ForgejoAct, GitLabCI, make_ci_project
 from tests.support.forge_server import FORGEJO_PR, FORGEJO_REPO, FORGEJO_TOKEN, ForgeServer
 from tests.support.image_build import ImageStorage
 from tests.support.oci_registry import OciRegistry
-from tests.support.s3 import S3Server
+from tests.support.s3 import S3Server, use_s3_env
 from tests.support.workspace import Workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -101,9 +101,15 @@ def test_merge_request_pipeline_then_a_readme_push(ci_project: CIProject) -> Non
 
 
 def test_main_pipeline_tags_publishes_builds_and_bumps_and_a_rerun_changes_nothing(
-    ci_project: CIProject, oci_registry: OciRegistry, image_storage: ImageStorage
+    ci_project: CIProject,
+    oci_registry: OciRegistry,
+    image_storage: ImageStorage,
+    s3_server: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     p = ci_project
+    use_s3_env(monkeypatch, s3_server, tmp_path)  # this process reads the registry too
     p.ws.git("checkout", "-q", "main")
     p.ws.git("merge", "-q", "--ff-only", "feature")
     p.ws.git("push", "-q", "origin", "main")
