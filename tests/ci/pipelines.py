@@ -208,6 +208,15 @@ class ForgejoAct:
             "--var",
             "MLOPS_NO_ARTIFACTS=1",
         ]
+        # act loads every action a job names before it evaluates `if:`; the upload steps are
+        # off (no network), so a local no-op stands in for the one remote action they use.
+        stand_in = self.cache / "upload-artifact"
+        stand_in.mkdir(parents=True, exist_ok=True)
+        (stand_in / "action.yml").write_text(
+            "name: upload-artifact stand-in\ndescription: never runs (MLOPS_NO_ARTIFACTS)\n"
+            "runs:\n  using: composite\n  steps:\n    - run: exit 1\n      shell: bash\n"
+        )
+        cmd += ["--local-repository", f"actions/upload-artifact@v3={stand_in}"]
         for key, value in self.variables.items():
             cmd += ["--var", f"{key}={value}"]
         for key, value in self.secrets.items():
