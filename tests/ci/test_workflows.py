@@ -136,3 +136,24 @@ def test_forgejo_workflows_pass_the_workflow_schema_and_actionlint() -> None:
         text=True,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_make_treats_forgejos_empty_variables_as_unset() -> None:
+    # Forgejo passes `${{ vars.X }}` of an unset variable as ""; an empty MLOPS_SLURM_TRANSPORT
+    # would be an invalid setting and an empty AWS_ENDPOINT_URL a bad endpoint.
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "MLOPS_SLURM_TRANSPORT": "",
+        "AWS_ENDPOINT_URL": "",
+        "MLOPS_REGISTRY_URL": "s3://b/r",
+    }
+    probe = 'probe: ; @env | grep -E "^(MLOPS|AWS)_" | sort'
+    done = subprocess.run(
+        ["make", "--no-print-directory", "--eval", probe, "probe"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["MLOPS_REGISTRY_URL=s3://b/r"]
