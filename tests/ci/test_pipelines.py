@@ -218,7 +218,8 @@ def test_forgejo_workflows_run_with_act_for_a_pull_request_and_a_push(
     pr = act.run("pull_request", "comment", event)
     assert pr.proc.returncode == 0, pr.output[-6000:]
     for job in ("lint", "pipeline", "comment"):
-        assert f"[ci/{job}] 🏁  Job succeeded" in pr.output, job
+        said = "\n".join(ln for ln in pr.output.splitlines() if f"ci/{job}" in ln)
+        assert f"[ci/{job}] 🏁  Job succeeded" in pr.output, said[-3000:]
     comments = p.forge.forgejo_comments()
     assert len(comments) == 1 and "mlops-comment" in comments[0]["body"]
 
