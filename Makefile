@@ -15,7 +15,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 .PHONY: help setup run test test-unit lint format lock system-deps bench clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ test: setup system-deps ## run every test; integration tests are required
 test-unit: setup ## only the tests that need no external server
 	$(BIN)/pytest -m "not integration"
 
-lint: setup ## black --check, flake8, mypy --strict on src/ and service/
+lint: setup ## black --check, flake8, mypy --strict on src/, service/ and monitoring/
 	$(BIN)/black --check src service tests bench monitoring
 	$(BIN)/flake8 src service tests bench monitoring
 	$(BIN)/mypy

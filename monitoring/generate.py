@@ -75,13 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     stale = [path for path, text in outputs().items() if not _same(path, text)]
     if args.check:
         for path in stale:
-            print(f"stale: {path.relative_to(ROOT.parent)} (run: make dashboards)", file=sys.stderr)
+            print(f"stale: {_show(path)} (run: make dashboards)", file=sys.stderr)
         return 1 if stale else 0
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(outputs()[path])
-        print(f"wrote {path.relative_to(ROOT.parent)}")
+        print(f"wrote {_show(path)}")
     return 0
+
+
+def _show(path: Path) -> str:
+    return str(path.relative_to(ROOT.parent)) if path.is_relative_to(ROOT.parent) else str(path)
 
 
 def _same(path: Path, text: str) -> bool:

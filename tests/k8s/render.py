@@ -1,0 +1,72 @@
+"""Render the kustomizations under k8s/ with the real kubectl (kustomize v5 inside)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "k8s"
+ENVIRONMENTS = ("staging", "prod")
+# Every deployable kustomization: the two overlays, the Argo CD bootstrap, and an overlay with
+# the optional scale-to-zero component turned on (as docs/deploy.md says to).
+TARGETS = ("staging", "prod", "argocd", "staging+scale-to-zero")
+NODE_TOOLS = REPO / ".local" / "node-tools"
+CHECKOV = REPO / ".local" / "checkov" / "bin" / "checkov"
+CORE_GROUPS = {"v1", "apps/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1"}
+
+
+def tool(name: str) -> str:
+    """A tool of this venv (kubectl, kubernetes-validate), else from PATH."""
+    local = Path(sys.executable).parent / name
+    found = str(local) if local.exists() else shutil.which(name)
+    assert found, f"{name} is not installed (make setup)"
+    return found
+
+
+def kustomize(path: Path) -> str:
+    result = subprocess.run(
+        [tool("kubectl"), "kustomize", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, f"kubectl kustomize {path}: {result.stderr}"
+    return result.stdout
+
+
+def render(target: str) -> list[dict[str, Any]]:
+    if target == "argocd":
+        text = kustomize(K8S / "argocd")
+    elif target in ENVIRONMENTS:
+        text = kustomize(K8S / "overlays" / target)
+    else:
+        env, component = target.split("+")
+        text = _with_component(env, component)
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def _with_component(env: str, component: str) -> str:
+    """The overlay with ``components: [../../components/<component>]`` added, as a user does."""
+    with tempfile.TemporaryDirectory(dir=K8S / "overlays", prefix=f".{env}-{component}-") as tmp:
+        overlay = yaml.safe_load((K8S / "overlays" / env / "kustomization.yaml").read_text())
+        overlay.setdefault("components", []).append(f"../../components/{component}")
+        for name in os.listdir(K8S / "overlays" / env):
+            if name != "kustomization.yaml":
+                shutil.copy(K8S / "overlays" / env / name, tmp)
+        (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+        return kustomize(Path(tmp))
+
+
+def is_core(doc: dict[str, Any]) -> bool:
+    return doc["apiVersion"] in CORE_GROUPS
+
+
+def one(docs: list[dict[str, Any]], kind: str, name_prefix: str = "") -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].startswith(name_prefix)]
+    assert len(found) == 1, f"expected one {kind} {name_prefix}*, got {len(found)}"
+    return found[0]
