@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -110,6 +111,13 @@ class GitLabRun:
     @property
     def output(self) -> str:
         return self.proc.stdout + self.proc.stderr
+
+    def act_succeeded(self, job: str) -> bool:
+        """act pads job names to the longest one: ``[ci/comment ] 🏁  Job succeeded``."""
+        return (
+            re.search(rf"^\[[\w-]+/{re.escape(job)} *\] 🏁  Job succeeded", self.output, flags=re.M)
+            is not None
+        )
 
     def passed(self) -> list[str]:
         return [ln.split("PASS", 1)[1].strip() for ln in self.output.splitlines() if " PASS " in ln]
@@ -232,4 +240,5 @@ class ForgejoAct:
         proc = subprocess.run(
             cmd, cwd=self.project, env=env, capture_output=True, text=True, timeout=600
         )
+        (self.project.parent / f"act-{event}-{job}.log").write_text(proc.stdout + proc.stderr)
         return GitLabRun(proc)

@@ -219,7 +219,7 @@ def test_forgejo_workflows_run_with_act_for_a_pull_request_and_a_push(
     assert pr.proc.returncode == 0, pr.output[-6000:]
     for job in ("lint", "pipeline", "comment"):
         said = "\n".join(ln for ln in pr.output.splitlines() if f"ci/{job}" in ln)
-        assert f"[ci/{job}] 🏁  Job succeeded" in pr.output, said[-3000:]
+        assert pr.act_succeeded(job), said[-3000:]
     comments = p.forge.forgejo_comments()
     assert len(comments) == 1 and "mlops-comment" in comments[0]["body"]
 
@@ -228,6 +228,6 @@ def test_forgejo_workflows_run_with_act_for_a_pull_request_and_a_push(
     tags = p.origin.tags()
     main = act.run("push", "publish", push)
     assert main.proc.returncode == 0, main.output[-6000:]
-    assert "[ci/publish] 🏁  Job succeeded" in main.output
+    assert main.act_succeeded("publish"), main.output[-3000:]
     assert p.origin.tags() == tags
     assert p.cluster.sacct_jobs() == jobs_before
