@@ -3,6 +3,8 @@ through the forge's API, and one clear line for every way posting can fail."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -44,7 +46,8 @@ def test_gitlab_posts_one_note_and_updates_it_with_the_diff_against_the_target(
     monkeypatch.chdir(clone)
     forge_server.seed("gitlab", 130)  # ours lands on the second page of notes
     env = {**forge_server.gitlab_env(), "CI_PIPELINE_NAME": "ci"}
-    first = mlops("comment", env=env)
+    # The first push's comment without the diff (saves a pair of dvc runs); the update has it.
+    first = mlops("comment", env={**env, "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": ""})
     assert first.exit_code == 0, first.output
     assert "comment: created note" in first.stdout
     second = mlops("comment", env=env)
@@ -74,7 +77,8 @@ def test_gitlab_posts_one_note_and_updates_it_with_the_diff_against_the_target(
         [row["label"], *(f"{row[k]:g}" for k in ("precision", "recall", "f1", "support"))]
         for row in PER_CLASS
     ]
-    assert ["job id", "4711"] in table_with_header(body, "field")
+    assert ["job id", "4711"] in table_with_header(body, "field")  # in a collapsed block
+    assert "job id 4711 · state COMPLETED · run time 754.0 s · stage efficiency E 86.2 %" in body
     _assert_images_on_forge(body, forge_server, project)
 
 
@@ -137,6 +141,8 @@ def _gitlab(forge: ForgeServer, **changes: str | None) -> dict[str, str]:
         ("forgejo bad token", "MLOPS_COMMENT_TOKEN was rejected (401: user does not exist)"),
         ("forgejo unreachable", "cannot reach http://127.0.0.1:9 (ConnectError): check GITHUB_"),
         ("not a PR", "CI_MERGE_REQUEST_IID is not set: not a merge/pull request pipeline?"),
+        ("server error", "GitLab answered 502: 502 injected by the test"),
+        ("forgejo unknown PR", "Forgejo repository owner/project or pull request #999 not found"),
     ],
 )
 def test_a_failed_comment_is_one_line_and_fails_only_when_asked(
@@ -160,7 +166,12 @@ def test_a_failed_comment_is_one_line_and_fails_only_when_asked(
         "forgejo bad token": {**forgejo, "MLOPS_COMMENT_TOKEN": "revoked"},
         "forgejo unreachable": {**forgejo, "GITHUB_SERVER_URL": "http://127.0.0.1:9"},
         "not a PR": _gitlab(forge_server, CI_MERGE_REQUEST_IID=""),
+        "server error": _gitlab(forge_server),
+        "forgejo unknown PR": {**forgejo, "MLOPS_COMMENT_FORGE": "forgejo"},
     }[case]
+    args = ["--target", "pr/999"] if case == "forgejo unknown PR" else []
+    if case == "server error":
+        forge_server.fail_next(502, times=2, path_contains="/notes")
     if case == "job token":
         env.pop("MLOPS_COMMENT_TOKEN")
     if case == "no token":
@@ -168,12 +179,12 @@ def test_a_failed_comment_is_one_line_and_fails_only_when_asked(
     for key in ("MLOPS_COMMENT_TOKEN", "CI_JOB_TOKEN"):
         monkeypatch.delenv(key, raising=False)
 
-    soft = mlops("comment", env=env)
+    soft = mlops("comment", *args, env=env)
     assert soft.exit_code == 0  # a comment must not turn a green pipeline red...
     assert soft.stderr.count("\n") == 1 and "Traceback" not in soft.output  # ...but it shows
     assert soft.stderr.startswith("comment: ") and expected in soft.stderr
     assert soft.stderr.rstrip().endswith("- comment not posted")
-    hard = mlops("comment", "--fail-on-error", env=env)
+    hard = mlops("comment", "--fail-on-error", *args, env=env)
     assert hard.exit_code == 1 and hard.stderr == soft.stderr
     assert [n for n in forge_server.gitlab_notes() + forge_server.forgejo_comments()] == []
 
@@ -190,3 +201,22 @@ def test_dry_run_outside_ci_previews_the_workspace_without_a_forge(
     diffed = mlops("comment", "--dry-run", "--baseline", "main")
     assert "**accuracy 0.98 → 0.9844 (+0.0044, better) vs main**" in diffed.stdout
     assert len(tables(diffed.stdout)) == len(tables(plain.stdout)) + 2
+
+
+@pytest.mark.integration
+def test_the_installed_command_posts_and_fails_as_a_ci_job_sees_it(
+    project: ReportProject, forge_server: ForgeServer
+) -> None:
+    """The console script in a subprocess, as the CI job runs it: stdout/stderr and exit code."""
+    env = {**os.environ, **forge_server.gitlab_env(), "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": ""}
+    ok = subprocess.run(["mlops", "comment"], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout.startswith("comment: created note"), ok.stderr
+    env["MLOPS_COMMENT_TOKEN"] = "glpat-revoked"
+    bad = subprocess.run(
+        ["mlops", "comment", "--fail-on-error"], env=env, capture_output=True, text=True
+    )
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.splitlines() == [
+        "comment: the token in MLOPS_COMMENT_TOKEN was rejected (401 Unauthorized): set it to a"
+        " project access token with scope api, role Reporter or above - comment not posted"
+    ]

@@ -142,7 +142,11 @@ def build_report_project(dest: Path, card_cache: Path) -> ReportProject:
 
 @pytest.fixture(scope="session")
 def report_project_template(tmp_path_factory: pytest.TempPathFactory) -> ReportProject:
-    base = tmp_path_factory.mktemp("report-project")
+    """Built once per session, however many modules import this fixture."""
+    base = tmp_path_factory.getbasetemp() / "report-project"
+    if (base / "project" / ".git").is_dir():
+        return ReportProject(base / "project")
+    shutil.rmtree(base, ignore_errors=True)
     return build_report_project(base / "project", base / "card")
 
 

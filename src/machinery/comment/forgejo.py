@@ -62,13 +62,10 @@ class ForgejoBackend:
             headers={"Authorization": f"token {self.token}", "Accept": "application/json"},
             timeout=30,
         ) as client:
-            me = self._call(client, "GET", "/user")["login"]
+            # Ours starts with the marker; a reply quoting it has "> " in front. (No GET /user to
+            # learn our login: that needs scope read:user, which a comment token should not.)
             comments = self._call(client, "GET", f"{repo}/issues/{self.pr.number}/comments")
-            ours = [
-                c
-                for c in comments
-                if marker in (c.get("body") or "") and c.get("user", {}).get("login") == me
-            ]
+            ours = [c for c in comments if (c.get("body") or "").startswith(marker)]
             if ours:
                 comment, action = min(ours, key=lambda c: int(c["id"])), "updated"
             else:

@@ -74,7 +74,7 @@ class GitLabBackend:
             ours = [
                 note
                 for note in mr.notes.list(iterator=True, per_page=100, sort="asc")
-                if marker in (note.body or "")
+                if (note.body or "").startswith(marker)  # a reply quoting it starts with "> "
                 and not note.attributes.get("system")
                 and (me is None or note.author.get("username") == me)
             ]

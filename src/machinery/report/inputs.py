@@ -35,6 +35,12 @@ class SlurmJob:
         offloaded = self.record.get("transport", "none") != "none"
         return offloaded and self.record.get("short_job") is True
 
+    def summary(self) -> str:
+        """One line for a reviewer; the full table goes in a collapsed block."""
+        wanted = ("job id", "state", "run time", "stage efficiency E", "MaxRSS")
+        rows = dict(self.rows())
+        return " · ".join(f"{label} {rows[label]}" for label in wanted if label in rows)
+
     def rows(self) -> list[tuple[str, str]]:
         """The fields a reviewer reads, labelled and in units, in a fixed order."""
         return [
