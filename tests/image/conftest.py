@@ -17,10 +17,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
-from tests.support.image_build import ImageStorage
+from tests.support.image_build import ImageStorage, prefetch_base
 from tests.support.oci_registry import OciRegistry
 
 IMAGE_PATH = "template/inference"  # repository path inside the registry
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fresh machine: the base image bootstraps while the tests before these run."""
+    if any("tests/image/" in item.nodeid or "tests/ci/" in item.nodeid for item in session.items):
+        prefetch_base()
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from tests.conftest import REPO
 from tests.image.conftest import IMAGE_PATH, BuiltImage, mlops
 from tests.support.oci_registry import OciRegistry
 
-pytestmark = pytest.mark.integration
+# The first test here may build the image from nothing (a fresh machine under load: minutes).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 
 def test_push_records_the_digest_the_registry_reports(

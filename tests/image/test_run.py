@@ -21,7 +21,8 @@ from tests.image.conftest import BuiltImage
 from tests.support.fixture_models import FixtureModel, build_fixture_model
 from tests.support.image_build import ImageStorage
 
-pytestmark = pytest.mark.integration
+# The first test here may build the image from nothing (a fresh machine under load: minutes).
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 PORT = 8123  # not the image's default 8000: the HEALTHCHECK must follow MLOPS_PORT
 TAG = "fixture-image-v1"
@@ -97,19 +98,7 @@ def start(storage: ImageStorage, image: BuiltImage, name: str, registry: Path, *
         "--detach",
         "--name",
         name,
-        *storage.run_args(),
-        "--read-only",
-        "--read-only-tmpfs=false",  # no tmpfs on /tmp, /var/tmp, /run: only the cache below
-        "--tmpfs",
-        "/tmp/model-cache:rw,mode=1777",
-        "--volume",
-        f"{registry}:/registry:ro",
-        "--health-interval",
-        "disable",  # no systemd timer here; `podman healthcheck run` checks on demand
-        "--env",
-        "MLOPS_REGISTRY_URL=/registry",
-        "--env",
-        f"MLOPS_MODEL_ALIAS={ALIAS}",
+        *storage.service_args(registry, ALIAS),
         *[flag for value in env for flag in ("--env", value)],
         image.reference,
     )
@@ -196,10 +185,6 @@ def test_runs_as_non_root_with_only_the_model_cache_writable(
 def test_healthcheck_probes_the_configured_port(
     image_storage: ImageStorage, built_image: BuiltImage, running: Running
 ) -> None:
-    health = image_storage.podman(
-        "image", "inspect", "--format", "{{json .Config.Healthcheck}}", built_image.reference
-    )
-    assert "service.healthcheck" in health and "8000" not in health, health
     # Ready first (the checks script waits for it), then the image's own HEALTHCHECK.
     exec_python(image_storage, running.name, CHECKS, str(PORT), "-", "")
     result = subprocess.run(
@@ -210,6 +195,10 @@ def test_healthcheck_probes_the_configured_port(
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    health = image_storage.podman(
+        "image", "inspect", "--format", "{{json .Config.Healthcheck}}", built_image.reference
+    )
+    assert "service.healthcheck" in health and "8000" not in health, health
 
 
 def test_stop_during_start_up_is_prompt(

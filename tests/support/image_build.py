@@ -29,6 +29,23 @@ CACHE_LIMIT_BYTES = 3_000_000_000  # base + one build chain is ~1.2 GB; a lock c
 TEST_PREFIX = "mlops-test-"  # names of the containers the tests start
 
 
+def prefetch_base() -> None:
+    """On a fresh machine, start bootstrapping the base tarball in the background (90-260 s
+    of debootstrap) so it overlaps the tests that run first; ``ensure_base`` then waits for it
+    (the script holds a lock while it works). Nothing to do when the tarball is cached."""
+    if (CACHE_DIR / "python-3.11-slim-bookworm.tar").is_file() or os.geteuid() != 0:
+        return
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with (CACHE_DIR / "bootstrap.log").open("w") as log:
+        subprocess.Popen(
+            ["bash", str(REPO / ".ci/image/bootstrap-base")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "MLOPS_IMAGE_CACHE": str(CACHE_DIR)},
+            start_new_session=True,
+        )
+
+
 @dataclass
 class ImageStorage:
     root_dir: Path
@@ -98,7 +115,12 @@ class ImageStorage:
         return env
 
     def ensure_base(self) -> None:
-        """Import the Debian-made base image (bootstrapping it first on a fresh machine)."""
+        """Import the Debian-made base image (bootstrapping it first on a fresh machine).
+
+        The shared cache is taken first if the caller did not (``open()``), so no other
+        session wipes it while this one builds."""
+        if self._lock is None and self.root_dir == CACHE_DIR / "test-storage":
+            self.open()
         result = subprocess.run(
             ["bash", str(REPO / ".ci/image/bootstrap-base"), "--import"],
             env=self.env(),
@@ -128,6 +150,25 @@ class ImageStorage:
             "nproc=4096:4096",
             "--network",
             "none",
+        ]
+
+    def service_args(self, registry: Path, alias: str) -> list[str]:
+        """``podman run`` flags for the service as a cluster runs it: read-only root with only
+        the model cache writable (no tmpfs on /tmp, /run), a registry directory read-only."""
+        return [
+            *self.run_args(),
+            "--health-interval",
+            "disable",  # no systemd here for the timer; `podman healthcheck run` works
+            "--read-only",
+            "--read-only-tmpfs=false",
+            "--tmpfs",
+            "/tmp/model-cache:rw,mode=1777",
+            "--volume",
+            f"{registry}:/registry:ro",
+            "--env",
+            "MLOPS_REGISTRY_URL=/registry",
+            "--env",
+            f"MLOPS_MODEL_ALIAS={alias}",
         ]
 
     def remove(self) -> None:

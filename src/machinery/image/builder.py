@@ -1,9 +1,9 @@
-"""Build, push and record the image with buildah (podman works too), no daemon needed.
+"""Build, push and record the image with buildah: no daemon, works in an unprivileged job.
 
 Every knob is an environment variable so CI jobs stay one line (docs/image.md lists them):
-``IMAGE_STORAGE_ROOT`` / ``IMAGE_RUNROOT`` /
-``IMAGE_STORAGE_DRIVER`` (containers-storage location), ``PYTHON_IMAGE`` (base image),
-``IMAGE_CA_BUNDLE`` (trust a TLS-intercepting proxy during the build, never baked in).
+``IMAGE_STORAGE_ROOT`` / ``IMAGE_RUNROOT`` / ``IMAGE_STORAGE_DRIVER`` (containers-storage
+location), ``PYTHON_IMAGE`` (base image), ``IMAGE_CA_BUNDLE`` (trust a TLS-intercepting proxy
+during the build, never baked in).
 """
 
 from __future__ import annotations

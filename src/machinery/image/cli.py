@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from machinery.errors import exits_cleanly
+from machinery.image.builder import DEFAULT_RECORD
 
 app = typer.Typer(
     name="image",
@@ -43,7 +44,7 @@ def build(context: Context = Path(".")) -> None:
 
 @app.command()
 @exits_cleanly
-def push(record: Record = Path("reports/image.json")) -> None:
+def push(record: Record = DEFAULT_RECORD) -> None:
     """Push NAME:COMMIT_SHA and write {name, tag, digest, ...} to --record for the deploy bump."""
     from machinery.image.builder import Builder
     from machinery.image.builder import push as push_image
@@ -62,7 +63,7 @@ def sbom(
     output: Annotated[Path, typer.Option("-o", "--output", help="CycloneDX JSON file.")] = Path(
         "reports/sbom.cdx.json"
     ),
-    record: Record = Path("reports/image.json"),
+    record: Record = DEFAULT_RECORD,
 ) -> None:
     """CycloneDX SBOM of the Python packages inside the built image (cyclonedx-py)."""
     from machinery.image.builder import Builder
@@ -76,7 +77,7 @@ def sbom(
 
 @app.command()
 @exits_cleanly
-def show(record: Record = Path("reports/image.json")) -> None:
+def show(record: Record = DEFAULT_RECORD) -> None:
     """Print the recorded image (what the deploy bump will pin) as JSON."""
     from machinery.image.builder import read_record
 

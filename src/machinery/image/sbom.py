@@ -61,7 +61,8 @@ def write_sbom(target: ImageTarget, builder: Builder, output: Path, record: Path
     output.parent.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         [sys.executable, "-m", "cyclonedx_py", "requirements", "-"]
-        + ["--of", "JSON", "--sv", "1.6", "-o", str(output)],
+        # Validated once below, after the image is added as the main component.
+        + ["--of", "JSON", "--sv", "1.6", "--no-validate", "-o", str(output)],
         input=requirements,
         capture_output=True,
         text=True,
@@ -70,8 +71,21 @@ def write_sbom(target: ImageTarget, builder: Builder, output: Path, record: Path
         raise ImageBuildError(f"cyclonedx-py failed: {result.stderr.strip()[-300:]}")
     bom = json.loads(output.read_text())
     bom.setdefault("metadata", {})["component"] = _image_component(target, record)
-    output.write_text(json.dumps(bom, indent=2) + "\n")
+    text = json.dumps(bom, indent=2) + "\n"
+    _validate(text)
+    output.write_text(text)
     return len(bom.get("components", []))
+
+
+def _validate(text: str) -> None:
+    """Check the final document against the CycloneDX 1.6 JSON schema (bundled, offline)."""
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+
+    error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
+    if error is not None:
+        message = getattr(getattr(error, "data", None), "message", str(error))
+        raise ImageBuildError(f"the SBOM is not valid CycloneDX 1.6: {str(message)[:300]}")
 
 
 def _image_component(target: ImageTarget, record: Path) -> dict[str, Any]:
