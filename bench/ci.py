@@ -61,6 +61,7 @@ def main() -> None:
     cluster = LocalCluster(root / "slurm", cpus=max(2, os.cpu_count() or 1))
     forge = ForgeServer(root / "forge")
     registry = OciRegistry(root / "oci")
+    storage = ImageStorage.shared_cache()
     results: dict[str, object] = {}
     try:
         os.chmod(root, 0o755)  # the login user reaches the munge socket under it
@@ -68,7 +69,6 @@ def main() -> None:
         info = cluster.up()
         forge.start()
         registry.start()
-        storage = ImageStorage.shared_cache()
         storage.ensure_base()
         bucket = s3.make_bucket()
         ws, _ = make_ci_project(root / "project", root / "origin.git")
@@ -99,6 +99,7 @@ def main() -> None:
         }
         timed("main pipeline", results, ci, extra=image)
     finally:
+        storage.close()
         registry.stop()
         forge.stop()
         cluster.down()

@@ -67,10 +67,14 @@ def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciRegist
 
 
 @pytest.fixture(scope="module")
-def image_storage() -> ImageStorage:
+def image_storage() -> Iterator[ImageStorage]:
     """The image tests' shared containers-storage (~/.cache/mlops-image): the Debian-made base
     image and the layer cache of earlier builds, so the CI test's build takes seconds once any
     image test or `make bench-image` ran on this machine (cold, it bootstraps the base first)."""
     storage = ImageStorage.shared_cache()
-    storage.ensure_base()
-    return storage
+    storage.open()
+    try:
+        storage.ensure_base()
+        yield storage
+    finally:
+        storage.close()
