@@ -35,14 +35,13 @@ from tests.support.s3 import S3Server  # noqa: E402
 
 
 def job_seconds(run: GitLabRun) -> dict[str, str]:
-    """``<job> finished in <time>`` lines of gitlab-ci-local, per job (its last such line is
-    the whole pipeline's, which looks like a job named ``pipeline``)."""
-    lines = [ln for ln in run.output.splitlines() if " finished in " in ln]
-    out = {}
-    for line in lines[:-1]:
-        job, _, rest = line.partition(" finished in ")
-        if job.strip() != "parsing and downloads":
-            out[job.strip()] = rest.split("  ")[0].strip()
+    """``<job> finished in <time>`` lines of gitlab-ci-local, per job. The whole pipeline's own
+    line looks like a job named ``pipeline`` and comes after the job's: keep the first."""
+    out: dict[str, str] = {}
+    for line in run.output.splitlines():
+        job, found, rest = line.partition(" finished in ")
+        if found and job.strip() != "parsing and downloads":
+            out.setdefault(job.strip(), rest.split("  ")[0].strip())
     return out
 
 
