@@ -1,19 +1,23 @@
 # Every CI job (GitLab and Forgejo alike) calls one of these targets, so the forges cannot drift.
 SHELL := /bin/bash
 PYTHON ?= python3
-VENV := .venv
+# A CI runner may keep the environment elsewhere (VENV=/path, e.g. cached between jobs).
+VENV ?= .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
-STAMP := $(VENV)/.synced
+# Named after the locks' content, not their mtime: a fresh CI checkout (new mtimes) reuses a
+# cached venv of the same locks instead of re-syncing it.
+LOCK_HASH := $(shell cat requirements-dev.lock pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.synced-$(LOCK_HASH)
 
-export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: help setup run example-image test test-unit lint format lock system-deps bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(STAMP): requirements-dev.lock pyproject.toml
+$(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
 	$(BIN)/uv pip sync -q --python $(BIN)/python requirements-dev.lock
@@ -51,6 +55,7 @@ lock: ## re-pin requirements after editing pyproject.toml or service/requirement
 
 system-deps: ## install the servers the integration tests use (apt, as root; no-op when present)
 	@bash .ci/install-system
+	@bash .ci/install-gitlab-ci-local
 	@bash .ci/install-k8s-tools
 
 clean: ## remove pipeline outputs and .local (not the venv, not tracked files)
@@ -100,6 +105,44 @@ dashboards: setup ## regenerate monitoring/dashboards/*.json and monitoring/prom
 k8s-render: setup ## print the manifests Argo CD applies for ENV (staging or prod)
 	$(BIN)/kubectl kustomize k8s/overlays/$(or $(ENV),staging)
 
+
+# --- ci (the jobs of .gitlab-ci.yml and .forgejo/workflows call only these; docs/ci.md) ---
+# DVC remote for CI: DVC_REMOTE_URL (s3://bucket/dvcstore) + AWS_* from CI variables, written to
+# .dvc/config.local so nothing secret or forge-specific lands in the repository.
+DVC_REMOTE_URL ?=
+# Forgejo hands an unset variable to a job as an empty string: unexport those, so every tool
+# sees them as unset (an empty MLOPS_SLURM_TRANSPORT or AWS_ENDPOINT_URL is an error, not a default).
+$(foreach v,$(filter MLOPS_% AWS_% DVC_% IMAGE_%,$(.VARIABLES)),$(if $($(v)),,$(eval unexport $(v))))
+STAGING_ENV ?= staging
+IMAGE_RECORD ?= reports/image.json
+
+.PHONY: ci-remote pipeline restore publish-ci bump promote comment bench-ci
+ci-remote: setup
+	@if [ -n "$(DVC_REMOTE_URL)" ]; then \
+	  $(BIN)/dvc remote add --local --force --default ci "$(DVC_REMOTE_URL)" && \
+	  if [ -n "$${AWS_ENDPOINT_URL:-}" ]; then \
+	    $(BIN)/dvc remote modify --local ci endpointurl "$$AWS_ENDPOINT_URL"; fi; \
+	fi
+
+pipeline: ci-remote ## CI: dvc repro --pull (unchanged stages restored, not re-run), dvc push --run-cache
+	$(BIN)/dvc repro --pull
+	$(BIN)/dvc push --run-cache
+
+restore: ci-remote ## CI: restore the pipeline's outputs from the DVC remote's run-cache
+	$(BIN)/dvc repro --pull
+
+publish-ci: setup ## CI on main: experiment tag on HEAD (reused, or created and pushed), then publish
+	tag=$$($(BIN)/mlops ci tag --push --quiet) && $(MAKE) --no-print-directory publish TAG="$$tag"
+
+bump: setup ## CI on main: pin the pushed image (IMAGE_RECORD) in k8s/overlays/staging, push
+	$(BIN)/mlops deploy bump --env $(STAGING_ENV) --image-file $(IMAGE_RECORD)
+
+promote: setup ## manual: alias prod → staging's tag and prod overlay → staging's image, one step
+	$(BIN)/mlops deploy promote
+
+comment: setup ## CI on a merge/pull request: post or update the one sticky report comment
+	$(BIN)/mlops comment
+
 # --- image ---
 # CI variables (GitLab's CI_REGISTRY_* by default; IMAGE_* for Forgejo/Harbor): docs/image.md.
 .PHONY: image sbom image-base bench-image
@@ -115,3 +158,7 @@ image-base: ## no registry to pull from: make localhost/python:3.11-slim-bookwor
 
 bench-image: setup system-deps ## image size, cold and warm build seconds (private storage, removed)
 	$(BIN)/python bench/image.py
+
+
+bench-ci: setup system-deps ## wall time of the MR pipeline, the no-op rerun and main on gitlab-ci-local
+	$(BIN)/python bench/ci.py

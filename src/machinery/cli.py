@@ -54,9 +54,11 @@ class Lazy:
 
 # Commands and sub-apps (one line each, alphabetical).
 COMMANDS: dict[str, Lazy] = {
+    "ci": Lazy("machinery.ci.cli:app", "CI helpers: the experiment tag of HEAD."),
     "comment": Lazy(
         "machinery.comment.cli:comment", "Post or update the sticky PR report comment."
     ),
+    "deploy": Lazy("machinery.deploy.cli:app", "GitOps: bump an overlay's image, promote."),
     "image": Lazy("machinery.image.cli:app", "Build, push and describe the inference image."),
     "offload": Lazy(
         "machinery.slurm.command:offload", "Run a stage's command on Slurm.", OFFLOAD_OPTIONS

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.workspace import REPO, Workspace
+from tests.support.workspace import REPO, Workspace, venv_stamp
 
 PAGES = ["README.md", "docs/pipeline.md"]
 ACTIVATE = "source .venv/bin/activate"
@@ -55,7 +55,7 @@ def documented_commands() -> list[str]:
 def fresh_shell(ws: Path, command: str) -> subprocess.CompletedProcess[str]:
     """bash without profile or the test's PATH: only the activation line provides the tools."""
     if command.startswith("make "):
-        command += " -o .venv/.synced"  # never re-sync the venv this test shares
+        command += f" -o {venv_stamp(Path('.venv'))}"  # never re-sync the venv this test shares
     env = {"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/local/bin:/usr/bin:/bin"}
     return subprocess.run(
         ["bash", "--noprofile", "--norc", "-c", f"set -e; {ACTIVATE}; {command}"],

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.workspace import REPO, Workspace
+from tests.support.workspace import REPO, Workspace, venv_stamp
 
 VENV = Path(sys.executable).parent.parent
 
@@ -84,7 +84,7 @@ def test_make_run_in_a_fresh_clone_changes_no_tracked_file(tmp_path: Path) -> No
     )
 
     # `make run` as written, on this test's venv (-o: never re-sync it from the clone).
-    proc = clone.run("make", "run", f"VENV={VENV}", "-o", f"{VENV}/.synced", check=False)
+    proc = clone.run("make", "run", f"VENV={VENV}", "-o", str(venv_stamp(VENV)), check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     changed = clone.git("status", "--porcelain").stdout.splitlines()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -14,6 +15,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
+
+
+def venv_stamp(venv: Path) -> Path:
+    """The Makefile's stamp of a venv synced with this repository's locks (named after their
+    content): ``make -o STAMP`` never re-syncs a venv a test shares."""
+    locks = (REPO / "requirements-dev.lock").read_bytes() + (REPO / "pyproject.toml").read_bytes()
+    return venv / f".synced-{hashlib.sha256(locks).hexdigest()[:16]}"
 
 
 def repo_files() -> list[str]:

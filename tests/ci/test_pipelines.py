@@ -1,0 +1,233 @@
+"""The real ``.gitlab-ci.yml`` run by gitlab-ci-local: a merge-request pipeline (lint, the DVC
+pipeline with train offloaded to a real Slurm over SSH, the sticky comment posted to a local
+forge), a README-only push (no stage re-runs, no Slurm job, the same comment updated), and a
+main pipeline (tag, publish to S3, image build + push, deploy bump to a bare origin) run twice.
+"""
+
+from __future__ import annotations
+
+import json
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from machinery.ci.tagging import SCHEME
+from machinery.deploy.overlay import ImageRef, read_image
+from machinery.registry.registry import Registry
+from tests.ci.conftest import SlurmCluster
+from tests.ci.gitrepo import Origin, git
+from tests.ci.pipelines import VENV, ForgejoAct, GitLabCI, make_ci_project
+from tests.support.forge_server import FORGEJO_PR, FORGEJO_REPO, FORGEJO_TOKEN, ForgeServer
+from tests.support.image_build import ImageStorage
+from tests.support.oci_registry import OciRegistry
+from tests.support.s3 import S3Server, use_s3_env
+from tests.support.workspace import Workspace
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@dataclass
+class CIProject:
+    ws: Workspace
+    origin: Origin
+    ci: GitLabCI
+    forge: ForgeServer
+    cluster: SlurmCluster
+    bucket: str
+
+
+@pytest.fixture(scope="module")
+def ci_project(
+    tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server, slurm_cluster: SlurmCluster
+) -> Iterator[CIProject]:
+    root = tmp_path_factory.mktemp("ci-project")
+    ws, origin = make_ci_project(root / "project", root / "origin.git")
+    forge = ForgeServer(root / "forge").start()
+    bucket = s3_server.make_bucket()
+    variables = {
+        "VENV": str(VENV),
+        "DVC_REMOTE_URL": f"s3://{bucket}/dvcstore",
+        "MLOPS_REGISTRY_URL": f"s3://{bucket}/registry",
+        **s3_server.env,
+        **slurm_cluster.env(),
+        **forge.gitlab_env(),
+        "MLOPS_COMMENT_FORGE": "gitlab",
+        # mypy's cache is keyed by module and content, so every lint job after the first one
+        # takes seconds (real CI caches it the same way: .gitlab-ci.yml `cache:`).
+        "MYPY_CACHE_DIR": str(root / "mypy-cache"),
+    }
+    ci = GitLabCI(ws.path, root / "gcl-home", variables)
+    try:
+        yield CIProject(ws, origin, ci, forge, slurm_cluster, bucket)
+    finally:
+        forge.stop()
+
+
+def _stages_run(log: str) -> list[str]:
+    return [ln.split("'")[1] for ln in log.splitlines() if "Running stage '" in ln]
+
+
+def test_merge_request_pipeline_then_a_readme_push(ci_project: CIProject) -> None:
+    p = ci_project
+    p.ws.git("checkout", "-q", "-b", "feature")
+    p.ws.set_param("train.estimator", "tree")
+    p.ws.git("commit", "-q", "-am", "try a tree")
+    jobs_before = p.cluster.sacct_jobs()
+
+    first = p.ci.run(merge_request=True)
+    assert first.proc.returncode == 0, first.output[-6000:]
+    assert sorted(first.passed()) == ["comment", "lint", "pipeline"]
+    assert _stages_run(first.job_log("pipeline")) == ["train", "evaluate", "report"]
+    jobs_after_first = p.cluster.sacct_jobs()
+    assert len(jobs_after_first) == len(jobs_before) + 1  # train, offloaded over SSH
+    notes = p.forge.gitlab_notes()
+    assert len(notes) == 1 and "mlops-comment" in notes[0]["body"]
+
+    # A README-only push: every stage is restored from the run-cache, no Slurm job, and the
+    # same comment is updated in place.
+    (p.ws.path / "README.md").write_text((p.ws.path / "README.md").read_text() + "\nmore\n")
+    p.ws.git("commit", "-q", "-am", "docs only")
+    second = p.ci.run(merge_request=True)
+    assert second.proc.returncode == 0, second.output[-6000:]
+    assert _stages_run(second.job_log("pipeline")) == []
+    assert p.cluster.sacct_jobs() == jobs_after_first
+    notes_after = p.forge.gitlab_notes()
+    assert [n["id"] for n in notes_after] == [notes[0]["id"]]
+    puts = [r for r in p.forge.api_requests("PUT") if "/notes/" in r["path"]]
+    assert len(puts) >= 1
+
+
+def test_main_pipeline_tags_publishes_builds_and_bumps_and_a_rerun_changes_nothing(
+    ci_project: CIProject,
+    oci_registry: OciRegistry,
+    image_storage: ImageStorage,
+    s3_server: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    p = ci_project
+    use_s3_env(monkeypatch, s3_server, tmp_path)  # this process reads the registry too
+    p.ws.git("checkout", "-q", "main")
+    p.ws.git("merge", "-q", "--ff-only", "feature")
+    p.ws.git("push", "-q", "origin", "main")
+    head = p.ws.git("rev-parse", "HEAD").stdout.strip()
+    jobs_before = p.cluster.sacct_jobs()
+    image_path = "group/project/inference"
+    image_vars = {
+        **{k: v for k, v in image_storage.env().items() if k.startswith(("IMAGE_", "PYTHON_"))},
+        "IMAGE_NAME": f"{oci_registry.host}/{image_path}",
+        "IMAGE_REGISTRY_INSECURE": "1",
+    }
+
+    first = p.ci.run(extra=image_vars)
+    assert first.proc.returncode == 0, first.output[-6000:]
+    assert sorted(first.passed()) == ["deploy", "lint", "pipeline", "publish"]
+    assert p.cluster.sacct_jobs() == jobs_before  # the MR's run-cache: train not re-run
+
+    # tag: on the commit main built, by the documented scheme, in origin
+    tags = p.origin.tags()
+    assert len(tags) == 1 and SCHEME.fullmatch(tags[0]) and tags[0].endswith(head[:7])
+    tag = tags[0]
+    # publish: the registry on S3 has the tag and staging points at it
+    registry = Registry.from_url(f"s3://{p.bucket}/registry")
+    assert registry.meta(tag).commit == head and registry.alias("staging").tag == tag
+    # image + bump: the overlay in origin pins what the registry reports for the commit's tag
+    digest = oci_registry.manifest_digest(image_path, head)
+    pinned = Path(p.ws.path.parent / "staging.yaml")
+    pinned.write_text(p.origin.show("k8s/overlays/staging/kustomization.yaml"))
+    assert read_image(pinned) == ImageRef(f"{oci_registry.host}/{image_path}", digest)
+    bump = p.origin.log()[0]
+    assert "[skip ci]" in bump and "deploy(staging)" in bump
+    assert git(p.origin.path, "rev-parse", "main~1") == head
+    origin_head = p.origin.head()
+
+    # A rerun of the same pipeline: same tag, same bytes, same digest; no commit, no job.
+    again = p.ci.run(extra=image_vars)
+    assert again.proc.returncode == 0, again.output[-6000:]
+    assert p.origin.tags() == [tag] and p.origin.head() == origin_head
+    assert len(registry.alias_history("staging")) == 1
+    assert "nothing to commit" in again.job_log("deploy")
+    assert p.cluster.sacct_jobs() == jobs_before
+
+    # The manual promote job: prod gets staging's tag and image in one step.
+    promoted = p.ci.run("promote")
+    assert promoted.proc.returncode == 0, promoted.output[-4000:]
+    assert registry.alias("prod").tag == tag
+    prod = Path(p.ws.path.parent / "prod.yaml")
+    prod.write_text(p.origin.show("k8s/overlays/prod/kustomization.yaml"))
+    assert read_image(prod) == ImageRef(f"{oci_registry.host}/{image_path}", digest)
+
+
+def _forgejo(p: CIProject, root: Path) -> ForgejoAct:
+    s3 = {k: v for k, v in p.ci.variables.items() if k.startswith("AWS_")}
+    slurm = {k: v for k, v in p.ci.variables.items() if k.startswith("MLOPS_SLURM_")}
+    key = Path(slurm.pop("MLOPS_SLURM_SSH_KEY_FILE")).read_text()
+    return ForgejoAct(
+        p.ws.path,
+        root / "act-cache",
+        variables={
+            "DVC_REMOTE_URL": p.ci.variables["DVC_REMOTE_URL"],
+            "AWS_ENDPOINT_URL": s3["AWS_ENDPOINT_URL"],
+            "MLOPS_REGISTRY_URL": p.ci.variables["MLOPS_REGISTRY_URL"],
+            **{k: v for k, v in slurm.items() if k != "MLOPS_SLURM_WORKDIR"},
+        },
+        secrets={
+            "AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"],
+            "MLOPS_SLURM_SSH_KEY": key,
+            "MLOPS_COMMENT_TOKEN": FORGEJO_TOKEN,
+        },
+        env={
+            "VENV": p.ci.variables["VENV"],
+            "MYPY_CACHE_DIR": p.ci.variables["MYPY_CACHE_DIR"],
+            "MLOPS_SLURM_WORKDIR": slurm["MLOPS_SLURM_WORKDIR"],
+            "AWS_DEFAULT_REGION": s3.get("AWS_DEFAULT_REGION", "us-east-1"),
+            # The forge is the local one: act's defaults name github.com, which is never used.
+            "GITHUB_SERVER_URL": p.forge.url,
+            "GITHUB_REPOSITORY": FORGEJO_REPO,
+            "FORGEJO_ACTIONS": "true",
+        },
+    )
+
+
+def test_forgejo_workflows_run_with_act_for_a_pull_request_and_a_push(
+    ci_project: CIProject, tmp_path: Path
+) -> None:
+    """The same make lines on Forgejo's definitions: the PR's jobs end in a comment through the
+    Forgejo API; on a push to main, publish is a no-op (tag and model already published). No
+    stage re-runs: the run-cache has every stage."""
+    p = ci_project
+    act = _forgejo(p, tmp_path)
+    jobs_before = p.cluster.sacct_jobs()
+    event = tmp_path / "pull_request.json"
+    event.write_text(
+        json.dumps(
+            {
+                "number": FORGEJO_PR,
+                "pull_request": {
+                    "number": FORGEJO_PR,
+                    "base": {"ref": "main"},
+                    "head": {"ref": "feature"},
+                },
+            }
+        )
+    )
+    pr = act.run("pull_request", "comment", event)
+    assert pr.proc.returncode == 0, pr.output[-6000:]
+    for job in ("lint", "pipeline", "comment"):
+        said = "\n".join(ln for ln in pr.output.splitlines() if f"ci/{job}" in ln)
+        assert pr.act_succeeded(job), said[-3000:]
+    comments = p.forge.forgejo_comments()
+    assert len(comments) == 1 and "mlops-comment" in comments[0]["body"]
+
+    push = tmp_path / "push.json"
+    push.write_text(json.dumps({"ref": "refs/heads/main"}))
+    tags = p.origin.tags()
+    main = act.run("push", "publish", push)
+    assert main.proc.returncode == 0, main.output[-6000:]
+    assert main.act_succeeded("publish"), main.output[-3000:]
+    assert p.origin.tags() == tags
+    assert p.cluster.sacct_jobs() == jobs_before
