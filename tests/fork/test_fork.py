@@ -40,8 +40,6 @@ NOT_IN_THE_FORK = [
     "tests/pipeline/test_params.py",
     "tests/pipeline/test_where.py",
 ]
-# Template tests that still read the digits example (their owners are moving them to fixture
-# models or to tests/example/); each entry is a known hole in the guard, to be emptied.
 
 
 def fork(dest: Path) -> Workspace:

@@ -33,7 +33,7 @@ def offload(
     """Run a stage's command on Slurm (or here, with transport none) and write
     reports/slurm/STAGE.json."""
     from machinery.slurm.settings import load_settings
-    from machinery.slurm.stage import code_files, expand, identity, read_stage
+    from machinery.slurm.stage import expand, identity, read_stage
 
     root = Path.cwd()
     if cmd and cmd[0] == "--":  # click keeps the separator when interspersed args are off
@@ -58,11 +58,13 @@ def offload(
         typer.echo(render_job_script(settings, stage, layout, cmd, venv, commit), nl=False)
         return
     if settings.transport == "none":
+        from machinery.provenance import stage_env
         from machinery.slurm.runlocal import run_here
 
-        files = sorted(set(code_files(root)) | set(expand(root, spec.deps)))
-        from machinery.provenance import stage_env
-
+        # No job to reattach to here, so the identity covers what DVC re-runs the stage for
+        # (its deps, params and command), not the whole code snapshot a cluster job receives:
+        # the record is a DVC output, and an unrelated code change must not alter its bytes.
+        files = expand(root, spec.deps)
         run_here(stage, cmd, root, identity(root, spec, cmd, files), stage_env(stage, root))
         return
     from machinery.slurm.offload import Offload
