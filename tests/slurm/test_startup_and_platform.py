@@ -89,21 +89,22 @@ def test_run_here_on_macos(
 ) -> None:
     """The whole transport-none path with macOS's platform facts (the figures go to the log)."""
 
-    def figures() -> tuple[int, int]:
+    def figures() -> tuple[int, float]:
         line = capfd.readouterr().err.strip().splitlines()[-1]
-        found = re.search(r"on (\d+) CPUs.*max RSS (\d+) MiB", line)
+        found = re.search(r"on (\d+) CPUs.*max RSS ([\d.]+) MiB", line)
         assert found, line
-        return int(found[1]), int(found[2])
+        return int(found[1]), float(found[2])
 
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)
     monkeypatch.setattr(sys, "platform", "darwin")
     cmd = [sys.executable, "-c", "b = bytearray(40 << 20)"]
     report = runlocal.run_here("work", cmd, tmp_path, "work-0")
     assert report.state == "COMPLETED"
-    cpus, rss_mib = figures()
+    cpus, as_darwin = figures()
     assert cpus == (os.cpu_count() or 1)
-    # Linux gave KiB; taken as bytes (macOS's unit), 40 MB of KiB reads as well under 1 MiB.
-    assert rss_mib < 1
     monkeypatch.setattr(sys, "platform", "linux")
     runlocal.run_here("work", cmd, tmp_path, "work-0")
-    assert figures()[1] > 40
+    as_linux = figures()[1]
+    # The child's peak counts the forked test process too (before exec), so compare the two
+    # readings: Linux's KiB taken as macOS's bytes read 1024 times smaller.
+    assert as_linux > 40 and as_darwin < as_linux / 500

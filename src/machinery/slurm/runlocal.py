@@ -65,7 +65,7 @@ def run_here(
         f"[offload] {stage} ran here (transport none): {state}, wall {wall:.1f} s, CPU {cpu:.1f} s"
         f" on {cpus} CPUs"
         + (f" ({100 * efficiency:.1f} %)" if efficiency is not None else "")
-        + f", max RSS {maxrss_bytes(usage.ru_maxrss) / 2**20:.0f} MiB",
+        + f", max RSS {maxrss_bytes(usage.ru_maxrss) / 2**20:.1f} MiB",
         file=sys.stderr,
         flush=True,
     )
