@@ -162,3 +162,18 @@ def test_the_report_stage_output_carries_no_clock_time(
         )
     assert outputs[0] == outputs[1]
     assert b"Generated" not in outputs[0][0] and b"Generated" not in outputs[0][1]
+
+
+@pytest.mark.integration
+def test_a_local_runs_record_says_where_its_figures_are(
+    project: ReportProject, mlops: Mlops
+) -> None:
+    note = "ran here, not on a cluster: its run time, CPU and memory are in the stage's log"
+    record = json.loads((project.path / "reports/slurm/train.json").read_text())
+    project.write_json(
+        "reports/slurm/train.json",
+        {**record, "transport": "none", "source": "none", "job_id": None, "note": note},
+    )
+    assert mlops("report").exit_code == 0
+    md = (project.path / "reports/report.md").read_text()
+    assert ["note", note] in table_with_header(md, "field", "value")

@@ -100,6 +100,7 @@ _JOB_FIELDS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("gpus", "GPUs", _text),
     ("gpu_utilization", "GPU utilisation", _percent),
     ("stage_efficiency", "stage efficiency E", _percent),
+    ("note", "note", _text),
 ]
 
 
