@@ -108,7 +108,8 @@ def stage_provenance(stage: str, root: Path = Path(".")) -> Provenance:
     try:
         head = _git(root, "rev-parse", "HEAD").strip()
         paths, sections = _stage_inputs(root, stage)
-        tracked = [p for p in sorted(paths) if _git(root, "ls-files", "--", p).strip()]
+        # Pathspecs that match no tracked file are harmless to status and log: one call each.
+        tracked = sorted(paths)
         if tracked and _git(root, "status", "--porcelain", "--untracked-files=no", "--", *tracked):
             return Provenance(f"{head}+dirty", None)
         candidates = []
