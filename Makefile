@@ -20,7 +20,9 @@ help: ## list the targets
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
-	$(BIN)/uv pip sync -q --python $(BIN)/python requirements-dev.lock
+	@# Bytecode now, not at each start: CI images often set PYTHONDONTWRITEBYTECODE, and then
+	@# every `mlops` call would compile typer and pydantic again (0.5 s instead of 0.2 s).
+	$(BIN)/uv pip sync -q --compile-bytecode --python $(BIN)/python requirements-dev.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $@
 

@@ -7,7 +7,6 @@ with another input shape or preprocessing is served without touching the service
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -19,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from machinery.errors import UserError
+from machinery.files import sha256_file as sha256_file  # re-exported: callers read cards
 
 CARD_FILENAME = "model_card.json"
 MODEL_FILENAME = "model.onnx"
@@ -128,14 +128,6 @@ def feature_statistics(rows: Any, n_bins: int = 10) -> tuple[list[list[float]], 
         edges_out.append([round(float(e), 6) for e in edges])
         freqs_out.append([round(float(c) / len(column), 6) for c in counts])
     return edges_out, freqs_out
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def code_commit() -> str:

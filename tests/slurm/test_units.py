@@ -20,6 +20,7 @@ from machinery.slurm.accounting import (
     parse_size,
     stage_efficiency,
 )
+from machinery.slurm.choice import SETTINGS_KEYS, chosen_transport
 from machinery.slurm.script import Layout, render_job_script, venv_hash
 from machinery.slurm.settings import EnvSettings, SlurmSettings, load_settings
 from machinery.slurm.stage import code_files, expand, identity, read_stage, staged_outs
@@ -310,6 +311,65 @@ def test_bad_settings_are_one_line_naming_the_key(
     cfg.write_text("{}\n")
     with pytest.raises(UserError, match="transport"):
         load_settings()
+
+
+def test_the_quick_transport_choice_agrees_with_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Transport ``none`` skips the full settings; it must pick what they would pick, and leave
+    every doubtful case (a typo'd key, a bad value) to them."""
+    assert SETTINGS_KEYS == set(SlurmSettings.model_fields)
+    for key in [k for k in os.environ if k.upper().startswith("MLOPS_SLURM_")]:
+        monkeypatch.delenv(key)
+    cfg = tmp_path / "slurm.yaml"
+    monkeypatch.setenv("MLOPS_SLURM_CONFIG", str(cfg))
+    cases: list[tuple[object, dict[str, str], str | None]] = [
+        ({}, {}, "none"),
+        (None, {}, "none"),  # an empty file
+        ({"transport": "ssh", "job": {"cpus": 2}}, {}, "ssh"),
+        ({"transport": "ssh"}, {"MLOPS_SLURM_TRANSPORT": "none"}, "none"),  # env wins
+        ({"transport": "ssh"}, {"mlops_slurm_transport": "none"}, "none"),  # any case
+        ({"transprot": "ssh"}, {}, None),  # a typo: the settings refuse it
+        ({"transport": "carrier-pigeon"}, {}, None),
+        ({}, {"MLOPS_SLURM_TRANSPORT": ""}, None),
+        (["transport"], {}, None),
+    ]
+    for data, env, expected in cases:
+        cfg.write_text(yaml.safe_dump(data) if data is not None else "")
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        assert chosen_transport() == expected, (data, env)
+        if expected is None:
+            with pytest.raises(UserError):
+                load_settings()
+        else:
+            assert load_settings().transport == expected, (data, env)
+        for key in env:
+            monkeypatch.delenv(key)
+    cfg.write_text("transport: [\n")
+    assert chosen_transport() is None
+    assert chosen_transport("local") == "local"  # the option wins over a broken file
+    cfg.unlink()
+    assert chosen_transport() is None  # named by MLOPS_SLURM_CONFIG but missing
+    with pytest.raises(UserError, match="file not found"):
+        load_settings()
+
+
+def test_a_typo_in_slurm_yaml_never_trains_here_silently(tmp_path: Path) -> None:
+    _project(tmp_path)
+    (tmp_path / "slurm.yaml").write_text("transprot: ssh\n")
+    mlops = Path(sys.executable).parent / "mlops"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_SLURM_")}
+    proc = subprocess.run(
+        [str(mlops), "offload", "train", "--", "true"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "transprot" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "reports/slurm/train.json").exists()
 
 
 def test_offload_cli_errors_are_one_line(tmp_path: Path) -> None:

@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict
 
 SACCT_FIELDS = (
     "JobIDRaw",
@@ -202,12 +200,13 @@ def is_final(record: JobRecord | None) -> bool:
     return record.batch_done or record.start is None or record.elapsed_s == 0
 
 
-class SlurmReport(BaseModel):
-    """``reports/slurm/<stage>.json``: what the report stage reads."""
+@dataclass(frozen=True, kw_only=True)
+class SlurmReport:
+    """``reports/slurm/<stage>.json``: what the report stage reads (and validates there).
 
-    model_config = ConfigDict(extra="forbid")
+    A plain dataclass, not a pydantic model: transport ``none`` writes one before every local
+    training, and pydantic's import and model build would be a third of that command's start."""
 
-    schema_version: int = SCHEMA_VERSION
     stage: str
     transport: str
     # "sacct" (a Slurm job), "squeue" (accounting unavailable) or "none" (transport none: run
@@ -239,13 +238,35 @@ class SlurmReport(BaseModel):
     timings_s: dict[str, float]
     restarts: int = 0  # times Slurm requeued the job (NODE_FAIL, preemption, scontrol requeue)
     note: str | None = None  # e.g. why the figures are not sacct's
+    schema_version: int = field(default=SCHEMA_VERSION)
+
+    def __post_init__(self) -> None:
+        # A float field given an int (a sum of no steps is 0) is written as 0.0, as readers
+        # and earlier records have it.
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("float", "float | None") and type(value) is int:
+                object.__setattr__(self, f.name, float(value))
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        # schema_version leads, as readers look for it first.
+        data = {"schema_version": data.pop("schema_version"), **data}
+        return json.dumps(data, indent=2, default=_json_default) + "\n"
 
     def write(self, root: Path) -> Path:
         path = root / "reports" / "slurm" / f"{self.stage}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = self.model_dump(mode="json")
-        path.write_text(json.dumps(data, indent=2) + "\n")
+        path.write_text(self.to_json())
         return path
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, datetime):
+        # sacct's times are naive local times; squeue's (from epochs) are UTC, written with Z
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def stage_segments(

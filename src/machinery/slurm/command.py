@@ -32,14 +32,20 @@ def offload(
 ) -> None:
     """Run a stage's command on Slurm (or here, with transport none) and write
     reports/slurm/STAGE.json."""
-    from machinery.slurm.settings import load_settings
-    from machinery.slurm.stage import expand, identity, read_stage
+    from machinery.slurm.choice import chosen_transport
+    from machinery.slurm.stage import read_stage
 
     root = Path.cwd()
     if cmd and cmd[0] == "--":  # click keeps the separator when interspersed args are off
         cmd = cmd[1:]
     if not cmd:
         raise UserError("no command: mlops offload STAGE -- CMD...")
+    if chosen_transport(transport) == "none" and not dry_run:
+        # Here, not on a cluster: the full settings are not needed (see machinery.slurm.choice).
+        _run_here(stage, cmd, root)
+        return
+    from machinery.slurm.settings import load_settings
+
     overrides: dict[str, Any] = {"transport": transport} if transport else {}
     if resubmit:
         overrides["resubmit"] = True
@@ -57,16 +63,22 @@ def offload(
         commit = {"MLOPS_CODE_COMMIT": "<commit>"}
         typer.echo(render_job_script(settings, stage, layout, cmd, venv, commit), nl=False)
         return
-    if settings.transport == "none":
-        from machinery.provenance import stage_env
-        from machinery.slurm.runlocal import run_here
-
-        # No job to reattach to here, so the identity covers what DVC re-runs the stage for
-        # (its deps, params and command), not the whole code snapshot a cluster job receives:
-        # the record is a DVC output, and an unrelated code change must not alter its bytes.
-        files = expand(root, spec.deps)
-        run_here(stage, cmd, root, identity(root, spec, cmd, files), stage_env(stage, root))
+    if settings.transport == "none":  # only when chosen_transport could not tell
+        _run_here(stage, cmd, root)
         return
     from machinery.slurm.offload import Offload
 
     Offload(settings, spec, cmd, root).run()
+
+
+def _run_here(stage: str, cmd: list[str], root: Path) -> None:
+    from machinery.provenance import stage_env
+    from machinery.slurm.runlocal import run_here
+    from machinery.slurm.stage import expand, identity, read_stage
+
+    spec = read_stage(stage)
+    # No job to reattach to here, so the identity covers what DVC re-runs the stage for (its
+    # deps, params and command), not the whole code snapshot a cluster job receives: the record
+    # is a DVC output, and an unrelated code change must not alter its bytes.
+    files = expand(root, spec.deps)
+    run_here(stage, cmd, root, identity(root, spec, cmd, files), stage_env(stage, root))

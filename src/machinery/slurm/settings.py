@@ -9,7 +9,6 @@ Every key can be overridden by ``MLOPS_SLURM_<KEY>`` (nested keys with ``__``, e
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -21,9 +20,7 @@ from pydantic_settings import (
 )
 
 from machinery.errors import UserError
-
-CONFIG_ENV = "MLOPS_SLURM_CONFIG"
-DEFAULT_CONFIG = Path("slurm.yaml")
+from machinery.slurm.choice import CONFIG_ENV, config_path
 
 
 class JobSettings(BaseModel):
@@ -102,13 +99,12 @@ class SlurmSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        path = Path(os.environ.get(CONFIG_ENV, str(DEFAULT_CONFIG)))
-        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, path))
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls, config_path()))
 
 
 def load_settings(**overrides: Any) -> SlurmSettings:
     """Settings from ``slurm.yaml`` (or ``$MLOPS_SLURM_CONFIG``) and the environment."""
-    path = Path(os.environ.get(CONFIG_ENV, str(DEFAULT_CONFIG)))
+    path = config_path()
     if CONFIG_ENV in os.environ and not path.is_file():
         raise UserError(f"{path}: file not found (set by {CONFIG_ENV})")
     try:

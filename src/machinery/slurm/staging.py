@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from machinery.errors import UserError
-from machinery.modelcard import sha256_file
+from machinery.files import sha256_file
 from machinery.slurm import remote, script
 from machinery.slurm.transport import Transport
 
