@@ -38,10 +38,10 @@ class DecodeBusy(Exception):
     retry_after = RETRY_AFTER_SECONDS
 
 
-def _start_worker() -> None:
-    # Lowest CPU priority: a decode never takes the core from the event loop's requests.
+def _start_worker(nice: int) -> None:
+    # Lower CPU priority: a decode yields the core to the event loop's requests.
     try:
-        os.nice(19)
+        os.nice(nice)
     except OSError:  # pragma: no cover - not permitted on this platform
         pass
     disable_pillow_bomb_guard()
@@ -52,10 +52,13 @@ def _decode(preprocessor: ImagePreprocessor, data: bytes) -> npt.NDArray[np.floa
 
 
 class ImageDecoder:
-    def __init__(self, inline_max_pixels: int, pixel_budget: int, processes: int) -> None:
+    def __init__(
+        self, inline_max_pixels: int, pixel_budget: int, processes: int, nice: int = 10
+    ) -> None:
         self.inline_max_pixels = inline_max_pixels
         self.pixel_budget = pixel_budget
         self.processes = processes
+        self.nice = nice
         self.in_use = 0  # pixels admitted; only touched on the event loop, so no lock
         self._pool: ProcessPoolExecutor | None = None
 
@@ -93,6 +96,7 @@ class ImageDecoder:
                 self.processes,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_worker,
+                initargs=(self.nice,),
             )
         return self._pool
 

@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     decode_processes: int = Field(
         2, gt=0, description="Decoder processes for big images (started on first use)."
     )
+    decode_nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Niceness added to the decoder processes: higher leaves more CPU to normal"
+        " requests while big images decode, and makes those decodes slower under load.",
+    )
     max_header_bytes: int = Field(
         16_384,
         ge=1024,

@@ -6,11 +6,12 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 
 from machinery.modelcard import Reference
 from machinery.registry import Registry
-from service.drift import DriftTracker, psi
+from service.drift import DriftTracker, _FeatureCounts, psi
 from service.main import create_app
 from tests.service.conftest import ADMIN, ALIAS, PREDICT, Trained, settings_for
 from tests.support.fixture_models import FixtureModel
@@ -126,3 +127,28 @@ def _feature_series(text: str) -> dict[str, float]:
         elif line.startswith("mlops_drift_feature_psi_max "):
             found["max"] = float(line.rsplit(" ", 1)[1])
     return found
+
+
+def test_rows_wait_in_a_bounded_batch_and_every_row_is_counted(tabular: FixtureModel) -> None:
+    """Single rows are binned in batches (BATCH_ROWS at a time, and whatever waits when the PSI
+    is asked for): across batch edges the counts equal a per-feature ``searchsorted``."""
+    reference = tabular.card.reference
+    assert reference is not None and reference.feature_bins is not None
+    rng = np.random.default_rng(7)
+    base = tabular.test_x.astype(np.float32)
+    rows = base[rng.integers(0, len(base), 2 * _FeatureCounts.BATCH_ROWS + 37)]
+    rows += rng.normal(0, 0.5, rows.shape).astype(np.float32)
+    tracker = DriftTracker(3, reference)
+    features = tracker._features
+    assert features is not None
+    for row in rows:
+        tracker.observe(np.zeros(1, dtype=np.int64), row[None, :].copy())
+        assert features._pending_rows < _FeatureCounts.BATCH_ROWS
+    got = dict(tracker.feature_psi())
+    for i, (edges, freqs) in enumerate(zip(reference.feature_bins, reference.feature_frequencies)):
+        inner = np.asarray(edges[1:-1])
+        counts = np.bincount(
+            np.searchsorted(inner, rows[:, i], side="right"), minlength=len(freqs)
+        ).astype(np.float64)
+        expected = psi(counts, np.asarray(freqs, dtype=np.float64))
+        assert got[features.names[i]] == pytest.approx(expected), i

@@ -58,7 +58,7 @@ def raw_request(port: int, header_bytes: int) -> bytes:
 
 
 def test_headers_and_big_images_on_a_real_server(registry_dir: Path, tmp_path: Path) -> None:
-    limits = {"max_header_bytes": "8192", "decode_pixel_budget": "1000000"}
+    limits = {"max_header_bytes": "8192", "decode_pixel_budget": "1000000", "decode_nice": "13"}
     with serving(registry_dir, tmp_path, **limits) as (base, pid):
         check_header_limit(base)
         check_decoding(base, pid)
@@ -96,6 +96,6 @@ def check_decoding(base: str, pid: int) -> None:
     assert decoders, "no decoder process"
     for child in decoders:
         stat = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-        assert int(stat[16]) == 19  # field 19 of /proc/PID/stat: nice
+        assert int(stat[16]) == 13  # field 19 of /proc/PID/stat: nice (MLOPS_DECODE_NICE)
     single = httpx.post(f"{base}/predict", files=upload(image), headers=PREDICT, timeout=60)
     assert single.status_code == 200
