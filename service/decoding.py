@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -30,6 +32,7 @@ from service.preprocessing import ImagePreprocessor, ImageRejected, disable_pill
 
 # A big decode takes 0.1–2 s here; a client told to come back in a second mostly finds room.
 RETRY_AFTER_SECONDS = 1
+PARENT_CHECK_SECONDS = 1.0
 
 
 class DecodeBusy(Exception):
@@ -45,6 +48,17 @@ def _start_worker(nice: int) -> None:
     except OSError:  # pragma: no cover - not permitted on this platform
         pass
     disable_pillow_bomb_guard()
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A decoder whose service died (SIGKILL, OOM kill, a crash) would wait for work forever:
+    each worker holds the write end of its own call queue, so it never sees end-of-file. Outside
+    a container nothing else reaps it (tests, ``make serve``): leave when the parent is gone."""
+    while True:
+        time.sleep(PARENT_CHECK_SECONDS)
+        if os.getppid() != parent:
+            os._exit(0)
 
 
 def _decode(preprocessor: ImagePreprocessor, data: bytes) -> npt.NDArray[np.float32]:

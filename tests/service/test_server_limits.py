@@ -4,7 +4,10 @@ before the app) and big-image decoding in low-priority processes under a pixel b
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +17,7 @@ import pytest
 
 from tests.service.conftest import ADMIN_TOKEN, ALIAS, PREDICT, PREDICT_TOKEN, sha256_hex
 from tests.service.test_limits import blank_png, upload
+from tests.support.process import is_running
 from tests.support.service import service_process
 
 pytestmark = pytest.mark.integration
@@ -61,7 +65,8 @@ def test_headers_and_big_images_on_a_real_server(registry_dir: Path, tmp_path: P
     limits = {"max_header_bytes": "8192", "decode_pixel_budget": "1000000", "decode_nice": "13"}
     with serving(registry_dir, tmp_path, **limits) as (base, pid):
         check_header_limit(base)
-        check_decoding(base, pid)
+        decoders = check_decoding(base, pid)
+        check_decoders_leave_with_the_service(pid, decoders)
 
 
 def check_header_limit(base: str) -> None:
@@ -73,7 +78,7 @@ def check_header_limit(base: str) -> None:
     assert httpx.get(f"{base}/health/live").status_code == 200  # still serving
 
 
-def check_decoding(base: str, pid: int) -> None:
+def check_decoding(base: str, pid: int) -> list[int]:
     """Four big images at once against a budget of one: one decodes (in a niced process), the
     others are told to come back; then there is room again."""
     image = blank_png(1000, 1000, "LA")
@@ -99,3 +104,13 @@ def check_decoding(base: str, pid: int) -> None:
         assert int(stat[16]) == 13  # field 19 of /proc/PID/stat: nice (MLOPS_DECODE_NICE)
     single = httpx.post(f"{base}/predict", files=upload(image), headers=PREDICT, timeout=60)
     assert single.status_code == 200
+    return [int(child) for child in decoders]
+
+
+def check_decoders_leave_with_the_service(pid: int, decoders: list[int]) -> None:
+    """A service killed outright (OOM killer, SIGKILL) must not leave its decoders behind."""
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(is_running(d) for d in decoders):
+        time.sleep(0.1)
+    assert not [d for d in decoders if is_running(d)], "decoder processes outlived the service"
