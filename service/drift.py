@@ -171,7 +171,10 @@ class _FeatureCounts:
         self._pending, self._pending_rows = [], 0
         bins = (data[:, :, None] >= self._inner[None, :, :]).sum(axis=2)
         bins = np.minimum(bins, np.maximum(self._n_bins - 1, 0))
-        np.add.at(self._counts, (np.broadcast_to(self._index, bins.shape), bins), 1)
+        # One bincount over (feature, bin) cells: np.add.at is ~100× slower per element.
+        width = self._counts.shape[1]
+        cells = (self._index * width + bins).ravel()
+        self._counts += np.bincount(cells, minlength=self._counts.size).reshape(self._counts.shape)
 
     def psi(self) -> list[tuple[str, float]]:
         with self._lock:
