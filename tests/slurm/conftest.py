@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,9 +104,9 @@ def _shared_cluster() -> Iterator[Cluster]:
 
 
 def _start_cluster() -> Cluster:
-    workdir = f"~/.mlops-test-{secrets.token_hex(3)}"
     reuse = os.environ.get("MLOPS_SLURM_TEST_CLUSTER")  # a `make cluster-up` dir, while developing
     if reuse:
+        workdir = f"~/.mlops-test-{secrets.token_hex(3)}"
         session = Cluster(ClusterInfo.load(Path(reuse)), workdir)
 
         def stop_reused() -> None:
@@ -114,9 +114,18 @@ def _start_cluster() -> Cluster:
 
         session.stop = stop_reused
         return session
+    return start_local_cluster(cpus=max(CLUSTER_CPUS, os.cpu_count() or 1))
+
+
+def start_local_cluster(
+    cpus: int, *, accounting: bool = True, extra_conf: Sequence[str] = ()
+) -> Cluster:
+    """A cluster of our own, its state in /tmp, stopped by PID (``stop``). Several run side by
+    side: each has its own ports, state directory and munge socket."""
+    workdir = f"~/.mlops-test-{secrets.token_hex(3)}"
     # Not pytest's tmp dir: it is 0700 and the login user must reach the munge socket.
     state = Path(tempfile.mkdtemp(prefix="mlops-slurm-", dir="/tmp"))
-    local = LocalCluster(state, cpus=max(CLUSTER_CPUS, os.cpu_count() or 1))
+    local = LocalCluster(state, cpus=cpus, accounting=accounting, extra_conf=extra_conf)
     info = local.up()
     session = Cluster(info, workdir)
 

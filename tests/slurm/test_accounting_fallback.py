@@ -1,7 +1,8 @@
 """A cluster without slurmdbd: sacct's own refusal means "do without", at once, not a wait.
 
-(The real-cluster test with slurmdbd stopped is in test_logs_and_records.py; a second cluster
-without accounting would cost more test time than this branch is worth.)
+The unit-level check of ``account`` (one sacct call, the record's fields); the same on a real
+cluster without slurmdbd, through ``mlops offload``, is in test_no_accounting_cluster.py, and
+slurmdbd stopped mid-run on the shared cluster in test_logs_and_records.py.
 """
 
 from __future__ import annotations

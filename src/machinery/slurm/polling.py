@@ -186,9 +186,10 @@ def _epoch(value: str | None) -> datetime | None:
 
 
 def fallback_record(
-    job_id: str, squeue_state: str, node: str, times: dict[str, str], cpus: int
+    job_id: str, squeue_state: str, node: str, times: dict[str, str], cpus: int, reason: str = ""
 ) -> JobRecord:
-    """The job's end without sacct: squeue's last state and the exit code the job wrote."""
+    """The job's end without sacct: squeue's last state and reason, and the exit code the job
+    wrote."""
     rc_text = times.get("rc", "")
     rc = int(rc_text) if rc_text.lstrip("-").isdigit() else None
     state = squeue_state or ("COMPLETED" if rc == 0 else "FAILED" if rc is not None else "")
@@ -199,7 +200,7 @@ def fallback_record(
         state=state or "UNKNOWN",
         exit_code=rc if rc is not None and rc >= 0 else (0 if state == "COMPLETED" else 1),
         signal=0,
-        reason="",
+        reason=reason,
         node=node,
         partition="",
         submit=None,
@@ -259,7 +260,12 @@ def account(
             if watcher.final_state or "rc" in times:
                 say(f"no accounting record for job {job_id} ({error}); using squeue's state")
                 fb = fallback_record(
-                    job_id, watcher.final_state, watcher.node, times, settings.job.cpus
+                    job_id,
+                    watcher.final_state,
+                    watcher.node,
+                    times,
+                    settings.job.cpus,
+                    watcher.final_reason,
                 )
                 return Accounted(fb, times, error)
             raise UserError(f"no accounting record for job {job_id}: {error}")

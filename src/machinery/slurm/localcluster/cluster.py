@@ -4,6 +4,10 @@ munged → mariadbd → slurmdbd → slurmctld → slurmd, plus sshd for one unp
 on free 127.0.0.1 ports with their state under one directory and stopped by PID. The test
 fixtures and ``make cluster-up`` use the same code, so what a user tries on a laptop is what CI
 tests. Needs root: slurmd starts jobs as the submitting user.
+
+``accounting=False`` leaves out mariadbd and slurmdbd (``accounting_storage/none``, as on
+clusters without slurmdbd); ``extra_conf`` appends lines to slurm.conf (more partitions,
+preemption). Several clusters can run at once: each has its own ports, state and munge socket.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import socket
 import string
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -126,12 +130,27 @@ def ensure_user(name: str) -> pwd.struct_passwd:
 
 
 class LocalCluster:
-    """Start and stop the daemons; ``up`` is about 3 s, ``down`` about 2 s."""
+    """Start and stop the daemons; ``up`` is about 3 s, ``down`` about 2 s.
 
-    def __init__(self, state_dir: Path, user: str = DEFAULT_USER, cpus: int | None = None):
+    ``extra_conf`` lines go at the end of slurm.conf, after the node and the default partition
+    ``debug``; ``${host}`` in them is this node's name (e.g. ``PartitionName=urgent
+    Nodes=${host} PriorityTier=10``).
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        user: str = DEFAULT_USER,
+        cpus: int | None = None,
+        *,
+        accounting: bool = True,
+        extra_conf: Sequence[str] = (),
+    ):
         self.state = state_dir.resolve()
         self.user = user
         self.cpus = cpus or os.cpu_count() or 1
+        self.accounting = accounting
+        self.extra_conf = list(extra_conf)
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
     # --- public -------------------------------------------------------------------------
@@ -139,7 +158,8 @@ class LocalCluster:
     def up(self) -> ClusterInfo:
         if os.geteuid() != 0:
             raise UserError("the local cluster needs root (slurmd runs jobs as their user)")
-        for tool in ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd", "sshd"):
+        daemons = ("munged", "mariadbd", "slurmdbd") if self.accounting else ("munged",)
+        for tool in (*daemons, "slurmctld", "slurmd", "sshd"):
             if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
                 raise UserError(f"{tool} is not installed (run 'make system-deps' as root)")
         if (self.state / PIDS_FILE).is_file():
@@ -149,7 +169,8 @@ class LocalCluster:
         values = self._values()
         try:
             self._start_munge()
-            self._start_mariadb(values)
+            if self.accounting:
+                self._start_mariadb(values)
             self._render(values)
             self._start_slurm(values)
             info = self._start_sshd(values)
@@ -351,21 +372,37 @@ class LocalCluster:
 
     def _render(self, values: dict[str, str]) -> None:
         etc = self.state / "etc"
-        for name in ("slurm.conf", "slurmdbd.conf", "sshd_config"):
-            text = string.Template((TEMPLATES / name).read_text()).substitute(values)
-            (etc / name).write_text(text)
+
+        def render(name: str, extra: dict[str, str] | None = None) -> str:
+            return string.Template((TEMPLATES / name).read_text()).substitute(
+                values, **(extra or {})
+            )
+
+        kind = "slurmdbd" if self.accounting else "none"
+        extra_conf = "".join(
+            string.Template(ln).substitute(values) + "\n" for ln in self.extra_conf
+        )
+        parts = {
+            "accounting": render(f"accounting-{kind}.conf").rstrip("\n"),
+            "extra_conf": extra_conf,
+        }
+        (etc / "slurm.conf").write_text(render("slurm.conf", parts))
+        (etc / "sshd_config").write_text(render("sshd_config"))
+        if self.accounting:
+            (etc / "slurmdbd.conf").write_text(render("slurmdbd.conf"))
+            (etc / "slurmdbd.conf").chmod(0o600)  # slurmdbd refuses a readable password file
         (etc / "slurm.conf").chmod(0o644)
-        (etc / "slurmdbd.conf").chmod(0o600)  # slurmdbd refuses a readable password file
         (etc / "plugstack.conf").write_text("")
 
     def _start_slurm(self, values: dict[str, str]) -> None:
         conf = self.state / "etc/slurm.conf"
         env = {"SLURM_CONF": str(conf)}
         logs = self.state / "log"
-        pid = self._spawn("slurmdbd", ["slurmdbd", "-D"], env)
-        alive = self._check_running("slurmdbd", pid)
-        dbd = int(values["dbd_port"])
-        _wait("slurmdbd", lambda: alive() and _port_open(dbd), 30, logs / "slurmdbd.log")
+        if self.accounting:
+            pid = self._spawn("slurmdbd", ["slurmdbd", "-D"], env)
+            alive = self._check_running("slurmdbd", pid)
+            dbd = int(values["dbd_port"])
+            _wait("slurmdbd", lambda: alive() and _port_open(dbd), 30, logs / "slurmdbd.log")
         pid = self._spawn("slurmctld", ["slurmctld", "-D", "-i", "-f", str(conf)], env)
         alive = self._check_running("slurmctld", pid)
         ctld = int(values["ctld_port"])
