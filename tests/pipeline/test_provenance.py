@@ -28,6 +28,14 @@ stages:
     deps: [out/model, report.py]
     outs: [out/report]
 """
+# The inputs of train and of prep upstream of it (``a__b`` is the file ``a/b``).
+PROJECT = {
+    "dvc.yaml": DVC_YAML,
+    "params.yaml": "prep: {n: 1}\ntrain: {c: 1}\n",
+    "prep.py": "1",
+    "train.py": "1",
+    "lib__util.py": "1",
+}
 
 
 def git(root: Path, *args: str) -> str:
@@ -91,36 +99,21 @@ def test_commits_that_do_not_touch_the_inputs_do_not_move_it(repo: Path) -> None
     ],
 )
 def test_a_change_to_an_input_moves_it(repo: Path, change: dict[str, str]) -> None:
-    files = {
-        "dvc.yaml": DVC_YAML,
-        "params.yaml": "prep: {n: 1}\ntrain: {c: 1}\n",
-        "prep.py": "1",
-        "train.py": "1",
-        "lib__util.py": "1",
-    }
-    commit(repo, "code", **files)
+    commit(repo, "code", **PROJECT)
     changed = commit(repo, "change", **change)
     commit(repo, "lock", **{"dvc.lock": "x"})
     assert stage_provenance("train", repo).commit == changed
 
 
 def test_params_set_back_to_an_older_value_name_the_commit_that_did_it(repo: Path) -> None:
-    files = {"dvc.yaml": DVC_YAML, "train.py": "1", "prep.py": "1", "lib__util.py": "1"}
-    commit(repo, "a", **files, **{"params.yaml": "prep: {n: 1}\ntrain: {c: 1}\n"})
+    commit(repo, "a", **PROJECT)
     commit(repo, "b", **{"params.yaml": "prep: {n: 1}\ntrain: {c: 2}\n"})
     back = commit(repo, "c", **{"params.yaml": "prep: {n: 1}\ntrain: {c: 1}\n"})
     assert stage_provenance("train", repo).commit == back
 
 
 def test_uncommitted_inputs_are_dirty_with_no_reproducible_time(repo: Path) -> None:
-    files = {
-        "dvc.yaml": DVC_YAML,
-        "params.yaml": "prep: {n: 1}\ntrain: {c: 1}\n",
-        "prep.py": "1",
-        "train.py": "1",
-        "lib__util.py": "1",
-    }
-    head = commit(repo, "code", **files)
+    head = commit(repo, "code", **PROJECT)
     (repo / "README.md").write_text("not an input")
     assert stage_provenance("train", repo).commit == head
     (repo / "lib/util.py").write_text("edited")
