@@ -89,12 +89,15 @@ def first_file(body: bytes, content_type: str) -> FilePart:
     if not 1 <= len(boundary) <= MAX_BOUNDARY:
         raise _bad_form("no boundary in Content-Type")
     delimiter = b"--" + boundary
-    # The first delimiter opens the body or follows the preamble's CRLF (RFC 2046 §5.1.1).
-    position = 0 if body.startswith(delimiter) else body.find(b"\r\n" + delimiter)
-    if position < 0:
-        raise _bad_form("boundary not found")
-    position = body.index(delimiter, position) + len(delimiter)
     next_delimiter = b"\r\n" + delimiter
+    # The first delimiter opens the body or follows the preamble's CRLF (RFC 2046 §5.1.1).
+    if body.startswith(delimiter):
+        position = len(delimiter)
+    else:
+        found = body.find(next_delimiter)
+        if found < 0:
+            raise _bad_form("boundary not found")
+        position = found + len(next_delimiter)
     while body[position : position + 2] != b"--":
         # Transport padding (spaces, tabs) may follow a delimiter before its CRLF.
         line_end = body.find(b"\r\n", position)

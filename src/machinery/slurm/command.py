@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Annotated, Optional
+from typing import TYPE_CHECKING, Any, Annotated, Optional
 
 import typer
 
 from machinery.errors import UserError, exits_cleanly
+
+if TYPE_CHECKING:
+    from machinery.slurm.stage import Stage
 
 
 @exits_cleanly
@@ -42,7 +45,7 @@ def offload(
         raise UserError("no command: mlops offload STAGE -- CMD...")
     if chosen_transport(transport) == "none" and not dry_run:
         # Here, not on a cluster: the full settings are not needed (see machinery.slurm.choice).
-        _run_here(stage, cmd, root)
+        _run_here(read_stage(stage), cmd, root)
         return
     from machinery.slurm.settings import load_settings
 
@@ -64,21 +67,20 @@ def offload(
         typer.echo(render_job_script(settings, stage, layout, cmd, venv, commit), nl=False)
         return
     if settings.transport == "none":  # only when chosen_transport could not tell
-        _run_here(stage, cmd, root)
+        _run_here(spec, cmd, root)
         return
     from machinery.slurm.offload import Offload
 
     Offload(settings, spec, cmd, root).run()
 
 
-def _run_here(stage: str, cmd: list[str], root: Path) -> None:
+def _run_here(spec: Stage, cmd: list[str], root: Path) -> None:
     from machinery.provenance import stage_env
     from machinery.slurm.runlocal import run_here
-    from machinery.slurm.stage import expand, identity, read_stage
+    from machinery.slurm.stage import expand, identity
 
-    spec = read_stage(stage)
     # No job to reattach to here, so the identity covers what DVC re-runs the stage for (its
     # deps, params and command), not the whole code snapshot a cluster job receives: the record
     # is a DVC output, and an unrelated code change must not alter its bytes.
     files = expand(root, spec.deps)
-    run_here(stage, cmd, root, identity(root, spec, cmd, files), stage_env(stage, root))
+    run_here(spec.name, cmd, root, identity(root, spec, cmd, files), stage_env(spec.name, root))
