@@ -108,17 +108,39 @@ class S3Server:
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until S3 answers *and* every object stored before a restart reads back.
+
+        A restarted ``weed mini`` lists buckets as soon as its S3 port opens but answers
+        500 InternalError on object reads until the volume server has reported its volumes
+        to the master (seen in CI: a swap right after ``start()`` got 503). Tests that stop
+        and start the server mean "S3 is back", so ``start()`` returns only then.
+        """
         client = self.client()
         deadline = time.monotonic() + timeout
+        last: Exception | None = None
         while time.monotonic() < deadline:
             if self._proc is not None and self._proc.poll() is not None:
                 raise RuntimeError(f"weed exited early; see {self.state_dir}/logs")
             try:
-                client.list_buckets()
+                self._read_everything(client)
                 return
-            except Exception:  # noqa: BLE001 - not up yet, whatever the error
+            except Exception as err:  # noqa: BLE001 - not up yet, whatever the error
+                last = err
                 time.sleep(0.2)
-        raise TimeoutError("SeaweedFS S3 did not become ready")
+        raise TimeoutError(f"SeaweedFS S3 did not become ready: {last!r}")
+
+    @staticmethod
+    def _read_everything(client: Any, limit: int = 500) -> None:
+        """Read every stored object (test servers hold a handful; ``limit`` bounds it)."""
+        read = 0
+        for bucket in client.list_buckets().get("Buckets", []):
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket["Name"])
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    client.get_object(Bucket=bucket["Name"], Key=obj["Key"])["Body"].read()
+                    read += 1
+                    if read >= limit:
+                        return
 
     def make_bucket(self, name: str | None = None) -> str:
         name = name or f"b-{uuid.uuid4().hex[:12]}"
