@@ -109,12 +109,12 @@ def stage_provenance(stage: str, root: Path = Path(".")) -> Provenance:
         head = _git(root, "rev-parse", "HEAD").strip()
         paths, sections = _stage_inputs(root, stage)
         # Pathspecs that match no tracked file are harmless to status and log: one call each.
-        tracked = sorted(paths)
-        if tracked and _git(root, "status", "--porcelain", "--untracked-files=no", "--", *tracked):
+        inputs = sorted(paths)
+        if inputs and _git(root, "status", "--porcelain", "--untracked-files=no", "--", *inputs):
             return Provenance(f"{head}+dirty", None)
         candidates = []
-        if tracked:
-            candidates.append(_git(root, "log", "-1", "--format=%H", "--", *tracked).strip())
+        if inputs:
+            candidates.append(_git(root, "log", "-1", "--format=%H", "--", *inputs).strip())
         params_path = root / PARAMS_FILE
         if sections and params_path.is_file():
             current = _section_values(params_path.read_text(), sections)

@@ -50,9 +50,8 @@ def test_offload_with_transport_none_imports_no_heavy_library(tmp_path: Path) ->
     assert not {"machinery.slurm.transport", "machinery.slurm.offload"} & modules
     # The cluster settings are not read to train here (pydantic-settings: ~80 ms of ~0.2 s).
     assert "pydantic_settings" not in modules and "machinery.slurm.settings" not in modules
-    assert json.loads((project.path / f"reports/slurm/{project.stage}.json").read_text())[
-        "state"
-    ] == ("COMPLETED")
+    record = json.loads((project.path / f"reports/slurm/{project.stage}.json").read_text())
+    assert record["state"] == "COMPLETED"
 
 
 def test_the_registry_imports_boto3_only_for_an_s3_registry() -> None:

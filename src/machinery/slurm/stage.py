@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from machinery.errors import UserError
-from machinery.files import sha256_file
-from machinery.files import load_yaml
+from machinery.files import load_yaml, sha256_file
 
 DVC_YAML = Path("dvc.yaml")
 PARAMS_YAML = "params.yaml"
