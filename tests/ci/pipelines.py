@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -65,6 +66,18 @@ def fixture_dvc_yaml() -> dict[str, object]:
     }
 
 
+FIXTURE_PROJECT_TESTS = """\
+import yaml
+
+
+def test_params_name_the_fixture_estimator():
+    assert yaml.safe_load(open("params.yaml"))["train"]["estimator"] in ("logreg", "tree")
+"""
+# The fixture pipeline's stages live in tests/ci/, not src/: tests/pipeline/test_deps.py (which
+# checks src/ stages) is not for this project. The CI variable overrides the Makefile's list.
+FIXTURE_TEST_CI_PATHS = "tests/example tests/fork/test_independence.py tests/ci/test_workflows.py"
+
+
 def check_venv_is_synced() -> None:
     """The jobs share this venv; were its stamp stale, their ``make setup`` would re-sync it and
     re-point its editable install at a job's build dir. ``make test`` syncs it first."""
@@ -93,6 +106,12 @@ def make_ci_project(dest: Path, origin_path: Path) -> tuple[Workspace, Origin]:
         "job": {"cpus": 1, "time": "00:10:00", "mem": "1G"},
     }
     (dest / "slurm.yaml").write_text(yaml.safe_dump(slurm))
+    # The CI test job runs the project's tests/example/: this project's own, for its fixture
+    # pipeline (the example's would test an example this project does not run).
+    shutil.rmtree(dest / "tests" / "example")
+    (dest / "tests" / "example").mkdir()
+    (dest / "tests" / "example" / "__init__.py").write_text("")
+    (dest / "tests" / "example" / "test_fixture_project.py").write_text(FIXTURE_PROJECT_TESTS)
     ws.git("add", "-A")
     ws.git("commit", "-q", "-m", "CI project: the fixture pipeline")
     git(origin_path.parent, "init", "-q", "--bare", "-b", "main", origin_path.name)
@@ -118,7 +137,10 @@ class GitLabRun:
         )
 
     def passed(self) -> list[str]:
-        return [ln.split("PASS", 1)[1].strip() for ln in self.output.splitlines() if " PASS " in ln]
+        """Jobs that passed (gitlab-ci-local may add coverage: `` PASS  test 100% coverage``)."""
+        return [
+            ln.split("PASS", 1)[1].split()[0] for ln in self.output.splitlines() if " PASS " in ln
+        ]
 
     def job_log(self, job: str) -> str:
         prefix = f"{job} "
@@ -214,15 +236,16 @@ class ForgejoAct:
             "--var",
             "MLOPS_NO_ARTIFACTS=1",
         ]
-        # act loads every action a job names before it evaluates `if:`; the upload steps are
-        # off (no network), so a local no-op stands in for the one remote action they use.
-        stand_in = self.cache / "upload-artifact"
-        stand_in.mkdir(parents=True, exist_ok=True)
-        (stand_in / "action.yml").write_text(
-            "name: upload-artifact stand-in\ndescription: never runs (MLOPS_NO_ARTIFACTS)\n"
-            "runs:\n  using: composite\n  steps:\n    - run: exit 1\n      shell: bash\n"
-        )
-        cmd += ["--local-repository", f"actions/upload-artifact@v3={stand_in}"]
+        # act loads every action a job names before it evaluates `if:`; the artifact steps are
+        # off (no network), so local no-ops stand in for the remote actions they use.
+        for action in ("upload-artifact", "download-artifact"):
+            stand_in = self.cache / action
+            stand_in.mkdir(parents=True, exist_ok=True)
+            (stand_in / "action.yml").write_text(
+                f"name: {action} stand-in\ndescription: never runs (MLOPS_NO_ARTIFACTS)\n"
+                "runs:\n  using: composite\n  steps:\n    - run: exit 1\n      shell: bash\n"
+            )
+            cmd += ["--local-repository", f"actions/{action}@v3={stand_in}"]
         for key, value in self.variables.items():
             cmd += ["--var", f"{key}={value}"]
         for key, value in self.secrets.items():

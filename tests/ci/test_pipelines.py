@@ -19,7 +19,13 @@ from machinery.deploy.overlay import ImageRef, read_image
 from machinery.registry.registry import Registry
 from tests.ci.conftest import SlurmCluster
 from tests.ci.gitrepo import Origin, git
-from tests.ci.pipelines import VENV, ForgejoAct, GitLabCI, make_ci_project
+from tests.ci.pipelines import (
+    FIXTURE_TEST_CI_PATHS,
+    VENV,
+    ForgejoAct,
+    GitLabCI,
+    make_ci_project,
+)
 from tests.support.forge_server import FORGEJO_PR, FORGEJO_REPO, FORGEJO_TOKEN, ForgeServer
 from tests.support.image_build import ImageStorage
 from tests.support.oci_registry import OciRegistry
@@ -55,6 +61,7 @@ def ci_project(
         **slurm_cluster.env(),
         **forge.gitlab_env(),
         "MLOPS_COMMENT_FORGE": "gitlab",
+        "TEST_CI_PATHS": FIXTURE_TEST_CI_PATHS,
         # mypy's cache is keyed by module and content, so every lint job after the first one
         # takes seconds (real CI caches it the same way: .gitlab-ci.yml `cache:`).
         "MYPY_CACHE_DIR": str(root / "mypy-cache"),
@@ -79,12 +86,13 @@ def test_merge_request_pipeline_then_a_readme_push(ci_project: CIProject) -> Non
 
     first = p.ci.run(merge_request=True)
     assert first.proc.returncode == 0, first.output[-6000:]
-    assert sorted(first.passed()) == ["comment", "lint", "pipeline"]
+    assert sorted(first.passed()) == ["comment", "lint", "pipeline", "test"]
     assert _stages_run(first.job_log("pipeline")) == ["train", "evaluate", "report"]
     jobs_after_first = p.cluster.sacct_jobs()
     assert len(jobs_after_first) == len(jobs_before) + 1  # train, offloaded over SSH
     notes = p.forge.gitlab_notes()
     assert len(notes) == 1 and "mlops-comment" in notes[0]["body"]
+    assert "**Tests:** ✅ 1 passed" in notes[0]["body"]  # the test job's JUnit, as an artifact
 
     # A README-only push: every stage is restored from the run-cache, no Slurm job, and the
     # same comment is updated in place.
@@ -124,7 +132,7 @@ def test_main_pipeline_tags_publishes_builds_and_bumps_and_a_rerun_changes_nothi
 
     first = p.ci.run(extra=image_vars)
     assert first.proc.returncode == 0, first.output[-6000:]
-    assert sorted(first.passed()) == ["deploy", "lint", "pipeline", "publish"]
+    assert sorted(first.passed()) == ["deploy", "lint", "pipeline", "publish", "test"]
     assert p.cluster.sacct_jobs() == jobs_before  # the MR's run-cache: train not re-run
 
     # tag: on the commit main built, by the documented scheme, in origin
@@ -183,6 +191,7 @@ def _forgejo(p: CIProject, root: Path) -> ForgejoAct:
         env={
             "VENV": p.ci.variables["VENV"],
             "MYPY_CACHE_DIR": p.ci.variables["MYPY_CACHE_DIR"],
+            "TEST_CI_PATHS": FIXTURE_TEST_CI_PATHS,
             "MLOPS_SLURM_WORKDIR": slurm["MLOPS_SLURM_WORKDIR"],
             "AWS_DEFAULT_REGION": s3.get("AWS_DEFAULT_REGION", "us-east-1"),
             # The forge is the local one: act's defaults name github.com, which is never used.
@@ -217,7 +226,7 @@ def test_forgejo_workflows_run_with_act_for_a_pull_request_and_a_push(
     )
     pr = act.run("pull_request", "comment", event)
     assert pr.proc.returncode == 0, pr.output[-6000:]
-    for job in ("lint", "pipeline", "comment"):
+    for job in ("lint", "test", "pipeline", "comment"):
         said = "\n".join(ln for ln in pr.output.splitlines() if f"ci/{job}" in ln)
         assert pr.act_succeeded(job), said[-3000:]
     comments = p.forge.forgejo_comments()

@@ -47,7 +47,15 @@ def forgejo_jobs() -> dict[str, list[str]]:
 
 def test_both_forges_run_the_same_commands_in_the_same_jobs() -> None:
     assert gitlab_jobs() == forgejo_jobs()
-    assert set(gitlab_jobs()) == {"lint", "pipeline", "comment", "publish", "deploy", "promote"}
+    assert set(gitlab_jobs()) == {
+        "lint",
+        "test",
+        "pipeline",
+        "comment",
+        "publish",
+        "deploy",
+        "promote",
+    }
 
 
 def test_every_job_is_one_or_two_make_lines_naming_real_targets() -> None:

@@ -16,6 +16,7 @@ import typer
 from machinery.comment.base import MAX_IMAGE_BYTES, Backend
 from machinery.comment.baseline import target_revision
 from machinery.comment.context import CommentError, PullRequest, marker, pull_request, token
+from machinery.comment.tests_summary import junit_summary, with_summary_line
 from machinery.errors import UserError, exits_cleanly
 from machinery.params import load_section
 from machinery.report.diff import against
@@ -115,8 +116,14 @@ def comment(
     context = _context(
         pr, baseline or None, report_url or (pr.report_url if pr else ""), marker(title)
     )
+    tests = junit_summary()  # the test job's JUnit summary, first in the comment
+
+    def body(urls: dict[str, str] | None) -> str:
+        md = render(replace(context, image_urls=urls), "report.md.j2")
+        return with_summary_line(md, tests, context.marker)
+
     if dry_run:
-        typer.echo(render(context, "report.md.j2"), nl=False)
+        typer.echo(body(None), nl=False)
         return
     assert pr is not None
     images = _publishable(context.inputs.images) if publish else []
@@ -124,7 +131,7 @@ def comment(
         posted = _backend(pr).publish(
             context.marker,
             images,
-            lambda urls: render(replace(context, image_urls=urls), "report.md.j2"),
+            body,
         )
     except CommentError as exc:
         _fail(str(exc), fail_on_error)
