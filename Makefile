@@ -148,8 +148,11 @@ comment: setup ## CI on a merge/pull request: post or update the one sticky repo
 # The `test` job: the fork's own tests/example/ plus the template's checks of the files a fork
 # edits (dvc.yaml's deps, nothing outside the example imports it, both forges' CI files). No
 # server (`integration`) and no `slow` test: those reproduce the whole pipeline, which the
-# pipeline job does for real; `make test` runs them. JUnit for the MR widget and the comment.
-TEST_CI_PATHS ?= tests/example tests/pipeline/test_deps.py tests/fork/test_independence.py tests/ci/test_workflows.py
+# pipeline job does for real; `make test` runs them. JUnit for the MR widget and the comment;
+# coverage by package name: Cobertura then names files from the project root (src/example/…),
+# which is how GitLab matches them to the MR diff.
+TEST_CI_PATHS ?= tests/example tests/pipeline/test_deps.py tests/fork/test_independence.py \
+  tests/ci/test_workflows.py
 JUNIT_XML ?= reports/junit.xml
 COVERAGE_XML ?= reports/coverage.xml
 .PHONY: test-ci

@@ -80,9 +80,12 @@ class Fork:
         return self.ws.path / ".gitlab-ci-local" / "artifacts" / "test" / rel
 
     def act_junit(self) -> Path:
-        """The JUnit file of act's latest test job (its work copy is under act's cache)."""
-        found = self.act.cache.glob("act/*/hostexecutor/reports/junit.xml")
-        return max(found, key=lambda p: p.stat().st_mtime)
+        """Where act's test job writes its JUnit (act removes its work copy after a job)."""
+        return Path(self.act.env["JUNIT_XML"])
+
+    def run_act(self, job: str) -> GitLabRun:
+        self.act_junit().unlink(missing_ok=True)
+        return self.act.run("pull_request", job, self.event)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +107,7 @@ def fork(tmp_path_factory: pytest.TempPathFactory) -> Fork:
     return Fork(
         ws,
         GitLabCI(ws.path, root / "gcl-home", {**common, "MYPY_CACHE_DIR": str(root / "mypy")}),
-        ForgejoAct(ws.path, root / "act-cache", env=common),
+        ForgejoAct(ws.path, root / "act-cache", env={**common, "JUNIT_XML": str(root / "j.xml")}),
         event,
     )
 
@@ -138,7 +141,7 @@ def test_a_failing_fork_test_turns_the_merge_request_pipeline_red_and_is_named(
     assert line.startswith("**Tests:** ❌ 1 failed, ")
     assert _rendered_names(line) == [FAILED_NAME]
 
-    forgejo = fork.act.run("pull_request", "pipeline", fork.event)
+    forgejo = fork.run_act("pipeline")
     assert forgejo.proc.returncode != 0
     assert _act_failed(forgejo, "test"), forgejo.output[-4000:]
     assert not forgejo.act_succeeded("pipeline") and "make pipeline" not in forgejo.output
@@ -164,7 +167,7 @@ def test_a_passing_fork_is_green_with_its_counts_and_coverage(fork: Fork) -> Non
     cobertura = fork.gitlab_artifact("reports/coverage.xml").read_text()
     assert f'filename="{PACKAGE / "scale.py"}"' in cobertura  # relative to the project root
 
-    forgejo = fork.act.run("pull_request", "test", fork.event)
+    forgejo = fork.run_act("test")
     assert forgejo.proc.returncode == 0, forgejo.output[-4000:]
     assert forgejo.act_succeeded("test")
     assert read_junit(fork.act_junit()).failed == []
