@@ -231,6 +231,9 @@ class Handler(BaseHTTPRequestHandler):
     ) -> tuple[int, dict[str, str], bytes]:
         if path.startswith("/_forge/"):
             return self._admin(path, body)
+        answered = token_endpoints(self, path)
+        if answered is not None:
+            return answered
         if path.startswith("/api/v4/"):
             return self._gitlab(path[len("/api/v4") :], query, body, form)
         if path.startswith("/api/v1/"):
@@ -628,6 +631,44 @@ class Handler(BaseHTTPRequestHandler):
             raise HTTPError(404, {"message": "404 Not Found"})
         ctype = "image/png" if data.startswith(b"\x89PNG") else "application/octet-stream"
         return 200, {"Content-Type": ctype}, data
+
+
+# -- what `mlops doctor` asks: versions and a token's own scopes ------------------------------
+GITLAB_VERSION = {"version": "17.6.0-ee", "revision": "1e5e5ee1b8a", "enterprise": True}
+FORGEJO_VERSION = {"version": "9.0.3+gitea-1.22.0"}
+
+
+def token_endpoints(handler: Handler, path: str) -> tuple[int, dict[str, str], bytes] | None:
+    """GitLab ``GET /version`` (any valid token) and ``GET /personal_access_tokens/self``
+    (docs.gitlab.com/api/personal_access_tokens: the token's id, name, scopes, active, revoked,
+    expires_at); Forgejo ``GET /version`` (public). None: not one of these."""
+    if handler.command != "GET":
+        return None
+    if path == "/api/v1/version":
+        return handler._json(200, FORGEJO_VERSION)
+    if path not in ("/api/v4/version", "/api/v4/personal_access_tokens/self"):
+        return None
+    kind, info = handler._gitlab_token()
+    if path == "/api/v4/version":
+        return handler._json(200, GITLAB_VERSION)
+    if kind == "job":
+        raise HTTPError(401, {"message": "401 Unauthorized"})
+    expires = info.get("expires_at")
+    return handler._json(
+        200,
+        {
+            "id": int(hashlib.sha256(info["user"].encode()).hexdigest()[:5], 16),
+            "name": f"{info['user']}-token",
+            "revoked": bool(info.get("revoked", False)),
+            "created_at": "2026-01-05T10:00:00.000Z",
+            "description": "",
+            "scopes": list(info["scopes"]),
+            "user_id": handler._gitlab_user(info["user"])["id"],
+            "last_used_at": _now(),
+            "active": not info.get("revoked", False),
+            "expires_at": expires,
+        },
+    )
 
 
 class ForgeHTTPServer(ThreadingHTTPServer):
