@@ -21,7 +21,7 @@ from machinery.doctor.model import Check, Env, Failed, NotConfigured, Row, ok
 from machinery.errors import UserError
 
 TIMEOUT = 5.0
-GIT_TIMEOUT = 10.0
+GIT_TIMEOUT = 8.0
 COMMENT_TOKEN = "MLOPS_COMMENT_TOKEN"
 GIT_TOKEN = "MLOPS_GIT_TOKEN"
 GITLAB_NOTE_SCOPES = {"api"}  # read_api cannot write notes; python-gitlab needs the API
@@ -210,10 +210,22 @@ def git_push(env: Env) -> list[Row]:
         "(Forgejo) of a user allowed to push to main"
     )
     probe = "refs/heads/mlops-doctor-probe"
+    head = subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], capture_output=True)
+    if head.returncode != 0:
+        raise Failed(
+            "no commit here to dry-run a push with",
+            "run mlops doctor in the repository's checkout (after its first commit)",
+        )
     try:
         done = subprocess.run(
             ["git", "push", "--dry-run", "--porcelain", url, f"HEAD:{probe}"],
-            env={**git_env, "GIT_TERMINAL_PROMPT": "0"},
+            # git's HTTP has no timeout of its own: give up on a server silent for 5 s.
+            env={
+                **git_env,
+                "GIT_TERMINAL_PROMPT": "0",
+                "GIT_HTTP_LOW_SPEED_LIMIT": "1",
+                "GIT_HTTP_LOW_SPEED_TIME": "5",
+            },
             capture_output=True,
             text=True,
             timeout=GIT_TIMEOUT,
@@ -232,5 +244,5 @@ def git_push(env: Env) -> list[Row]:
 CHECKS = [
     Check("forge: API", 7.0, api_answers),
     Check("forge: comment token", 12.0, comment_token),
-    Check("forge: git push", 12.0, git_push),
+    Check("forge: git push", 10.0, git_push),
 ]

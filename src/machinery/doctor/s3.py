@@ -39,7 +39,8 @@ def _client(env: Env) -> Any:
         config=Config(
             connect_timeout=CONNECT_TIMEOUT,
             read_timeout=READ_TIMEOUT,
-            retries={"max_attempts": 1, "mode": "standard"},
+            # total_max_attempts counts the first try; max_attempts would count retries only.
+            retries={"total_max_attempts": 1, "mode": "standard"},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         ),

@@ -56,7 +56,10 @@ def _connect(settings: SlurmSettings) -> tuple[Transport, str]:
     except Unreachable as exc:
         raise Failed(str(exc), "check MLOPS_SLURM_SSH_HOST / MLOPS_SLURM_SSH_PORT") from None
     except UserError as exc:
-        raise Failed(str(exc), "check the MLOPS_SLURM_SSH_* variables (docs/ci.md)") from None
+        raise Failed(
+            str(exc),
+            "check that MLOPS_SLURM_SSH_HOST / _PORT name the login node's sshd, and the key",
+        ) from None
     return transport, f"{where}: host key matches the pinned one, key accepted"
 
 
