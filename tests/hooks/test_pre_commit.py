@@ -74,8 +74,9 @@ def test_hooks_pass_on_a_clean_clone_and_refuse_bad_formatting(clone: Path, tmp_
     _run(["git", "add", "src/machinery/badly_formatted.py"], clone, env)
     commit = _run(["git", "commit", "-m", "a badly formatted file"], clone, env)
     assert commit.returncode != 0
-    black = next(ln for ln in commit.stdout.splitlines() if ln.startswith("black"))
-    assert black.endswith("Failed"), commit.stdout
+    said = commit.stdout + commit.stderr  # git hands a hook's stdout to stderr
+    black = next(ln for ln in said.splitlines() if ln.startswith("black"))
+    assert black.endswith("Failed"), said
     assert _run(["git", "rev-parse", "HEAD"], clone, env).stdout == head  # nothing committed
 
     # Nothing came from a hook repository: pre-commit's store lists no cloned repo.
