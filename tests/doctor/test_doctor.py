@@ -204,18 +204,25 @@ def test_placeholder_left(configured: dict[str, str], project: Path) -> None:
 
 
 def test_no_secret_is_ever_printed(configured: dict[str, str], project: Path) -> None:
-    """Every secret wrong (so each check fails on it) and every secret right: none shows."""
+    """Every secret wrong (so each check fails on it, and the push URL even carries the git
+    token, as a careless MLOPS_GIT_PUSH_URL would), then every secret right: none shows."""
     wrong = {
         "AWS_SECRET_ACCESS_KEY": "aws-secret-" + uuid.uuid4().hex,
         "MLOPS_COMMENT_TOKEN": "comment-secret-" + uuid.uuid4().hex,
         "MLOPS_GIT_TOKEN": "git-secret-" + uuid.uuid4().hex,
         "IMAGE_REGISTRY_PASSWORD": "registry-secret-" + uuid.uuid4().hex,
     }
-    for env, secrets in ((configured | wrong, wrong), (configured, configured)):
-        names = [k for k in wrong if k in secrets]
+    wrong_env = configured | wrong
+    wrong_env["MLOPS_GIT_PUSH_URL"] = f"http://oauth2:{wrong['MLOPS_GIT_TOKEN']}@127.0.0.1:9/p.git"
+    failing = ["S3: DVC remote", "forge: comment token", "forge: git push", "image registry"]
+    for env, rc in ((wrong_env, 1), (configured, 0)):
         for args in ((), ("--json",)):
             proc = subprocess.run(
                 [MLOPS, "doctor", *args], env=env, cwd=project, capture_output=True, text=True
             )
-            for name in names:
-                assert secrets[name] not in proc.stdout + proc.stderr, name
+            assert proc.returncode == rc, proc.stdout + proc.stderr
+            if rc == 1 and not args:
+                assert all(f"✗ {name}" in proc.stdout for name in failing), proc.stdout
+                assert "***" in proc.stdout  # the push URL's token, masked
+            for name in wrong:
+                assert env[name] not in proc.stdout + proc.stderr, name
