@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 
 from tests.slurm.conftest import Cluster, cluster  # noqa: F401 - the session's Slurm
-from tests.support.forge_server import ForgeServer, forge_server  # noqa: F401
+from tests.support.forge_server import (  # noqa: F401 - forge_server is a fixture
+    FORGEJO_TOKEN,
+    GITLAB_TOKEN,
+    ForgeServer,
+    forge_server,
+)
 from tests.support.oci_registry import OciRegistry
 from tests.support.s3 import S3Server
 
@@ -50,6 +55,15 @@ class Doctor:
 
     def failed(self) -> list[str]:
         return [r["name"] for r in self.report["checks"] if r["status"] == "fail"]
+
+
+def forgejo_env(
+    configured: dict[str, str], forge: ForgeServer, event: Path, token: str
+) -> dict[str, str]:
+    """The same settings as a Forgejo Actions job has them (comment and git token alike)."""
+    env = {k: v for k, v in configured.items() if not k.startswith(("CI_", "GITLAB_"))}
+    env |= forge.forgejo_env(event, token=token)
+    return env | {"MLOPS_GIT_TOKEN": FORGEJO_TOKEN, "MLOPS_GIT_TOKEN_USER": "ci-bot"}
 
 
 def run_doctor(env: dict[str, str], cwd: Path, *args: str) -> Doctor:
@@ -92,7 +106,7 @@ def image_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OciRegi
 
 @pytest.fixture
 def project(tmp_path: Path, image_registry: OciRegistry) -> Path:
-    """A git checkout with a pinned overlay (no placeholder), and a bare origin to push to."""
+    """A git checkout (HEAD for the push check) with a pinned overlay (no placeholder)."""
     root = tmp_path / "project"
     overlay = root / "k8s" / "overlays" / "staging"
     overlay.mkdir(parents=True)
@@ -102,7 +116,6 @@ def project(tmp_path: Path, image_registry: OciRegistry) -> Path:
     subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
     subprocess.run([*git, "-C", str(root), "add", "."], check=True)
     subprocess.run([*git, "-C", str(root), "commit", "-qm", "init"], check=True)
-    subprocess.run(["git", "init", "-q", "--bare", str(tmp_path / "origin.git")], check=True)
     return root
 
 
@@ -127,8 +140,8 @@ def configured(
             "MLOPS_REGISTRY_URL": "s3://doctor/registry",
             **cluster.info.env(),
             **forge_server.gitlab_env(),
-            "MLOPS_GIT_TOKEN": "glpat-git-token-0004",
-            "MLOPS_GIT_PUSH_URL": str(tmp_path / "origin.git"),
+            # Pushes go to the forge's own project URL (git smart HTTP), token in the header.
+            "MLOPS_GIT_TOKEN": GITLAB_TOKEN,
             "IMAGE_NAME": f"{image_registry.host}/team/inference",
             "IMAGE_REGISTRY_USER": REGISTRY_USER,
             "IMAGE_REGISTRY_PASSWORD": str(image_registry.password),

@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.doctor.conftest import MLOPS, READ_ONLY_KEY, Doctor, run_doctor
+from tests.doctor.conftest import MLOPS, READ_ONLY_KEY, Doctor, forgejo_env, run_doctor
 from tests.slurm.conftest import Cluster
-from tests.support.forge_server import FORGEJO_READ_TOKEN, GITLAB_READ_TOKEN, ForgeServer
+from tests.support.forge_server import (
+    FORGEJO_READ_TOKEN,
+    FORGEJO_TOKEN,
+    GITLAB_READ_TOKEN,
+    ForgeServer,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -162,8 +167,7 @@ def test_token_without_note_scope(
         env = configured | {"MLOPS_COMMENT_TOKEN": GITLAB_READ_TOKEN}
         scope_said = "scopes read_api: writing merge request notes needs api"
     else:
-        env = {k: v for k, v in configured.items() if not k.startswith(("CI_", "GITLAB_"))}
-        env |= forge_server.forgejo_env(tmp_path / "event.json", token=FORGEJO_READ_TOKEN)
+        env = forgejo_env(configured, forge_server, tmp_path / "event.json", FORGEJO_READ_TOKEN)
         scope_said = "may not write comments (403"
     doctor = run_doctor(env, project)
     row = _only_failure(doctor, "forge: comment token")
@@ -176,11 +180,22 @@ def test_token_without_note_scope(
 def test_forgejo_configured_passes(
     configured: dict[str, str], project: Path, forge_server: ForgeServer, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in configured.items() if not k.startswith(("CI_", "GITLAB_"))}
-    env |= forge_server.forgejo_env(tmp_path / "event.json")
+    env = forgejo_env(configured, forge_server, tmp_path / "event.json", FORGEJO_TOKEN)
     doctor = run_doctor(env, project)
     assert doctor.rc == 0, doctor.report
     assert forge_server.forgejo_comments() == []
+    pushed = [r for r in forge_server.requests() if r["path"].endswith(".git/info/refs")]
+    assert pushed and pushed[0]["query"] == {"service": "git-receive-pack"}
+
+
+def test_git_token_that_may_not_push(
+    configured: dict[str, str], project: Path, forge_server: ForgeServer
+) -> None:
+    doctor = run_doctor(configured | {"MLOPS_GIT_TOKEN": GITLAB_READ_TOKEN}, project)
+    row = _only_failure(doctor, "forge: git push")
+    assert "the forge refused MLOPS_GIT_TOKEN the push (403)" in row["detail"]
+    assert "write_repository" in row["fix"]
+    assert doctor.failed() == ["forge: git push"]
 
 
 def test_wrong_registry_password(configured: dict[str, str], project: Path) -> None:

@@ -644,6 +644,8 @@ def token_endpoints(handler: Handler, path: str) -> tuple[int, dict[str, str], b
     expires_at); Forgejo ``GET /version`` (public). None: not one of these."""
     if handler.command != "GET":
         return None
+    if path.endswith(".git/info/refs"):
+        return git_refs(handler, path)
     if path == "/api/v1/version":
         return handler._json(200, FORGEJO_VERSION)
     if path not in ("/api/v4/version", "/api/v4/personal_access_tokens/self"):
@@ -669,6 +671,51 @@ def token_endpoints(handler: Handler, path: str) -> tuple[int, dict[str, str], b
             "expires_at": expires,
         },
     )
+
+
+# Who may push over git's smart HTTP (a token as the Basic password, any user name): GitLab
+# "api" or "write_repository", Forgejo "write:repository".
+GIT_PUSH_SCOPES = {"gitlab": {"api", "write_repository"}, "forgejo": {"write:repository"}}
+
+
+def _pkt(data: bytes) -> bytes:
+    return f"{len(data) + 4:04x}".encode() + data
+
+
+def git_refs(handler: Handler, path: str) -> tuple[int, dict[str, str], bytes]:
+    """``GET /<project>.git/info/refs?service=git-(upload|receive)-pack`` (git's smart HTTP,
+    gitprotocol-http): the ref advertisement of an empty repository, which is all that
+    ``git push --dry-run`` reads. Unknown token 401 with a Basic challenge; a token without a
+    push scope 403 on receive-pack; unknown project 404."""
+    import base64
+
+    service = parse_qs(urlsplit(handler.path).query).get("service", [""])[0]
+    if service not in ("git-upload-pack", "git-receive-pack"):
+        raise HTTPError(403, {"message": "only smart HTTP is served"})
+    project = path[1 : -len(".git/info/refs")]
+    config = handler.server.state.config
+    gitlab_paths = [p["path"] for p in config["gitlab"]["projects"].values()]
+    forge = "forgejo" if project in config["forgejo"]["repos"] else "gitlab"
+    if forge == "gitlab" and project not in gitlab_paths:
+        raise HTTPError(404, {"message": "The project you were looking for could not be found."})
+    scheme, _, value = handler.headers.get("Authorization", "").partition(" ")
+    password = ""
+    if scheme.lower() == "basic":
+        password = base64.b64decode(value).decode(errors="replace").partition(":")[2]
+    info = config[forge]["tokens"].get(password)
+    if info is None:
+        challenge = {"WWW-Authenticate": 'Basic realm="forge"', "Content-Type": "text/plain"}
+        return 401, challenge, b"HTTP Basic: Access denied\n"
+    if service == "git-receive-pack" and not GIT_PUSH_SCOPES[forge] & set(info["scopes"]):
+        return 403, {"Content-Type": "text/plain"}, b"You are not allowed to push code.\n"
+    capabilities = b"report-status delete-refs side-band-64k ofs-delta agent=forge-test"
+    body = (
+        _pkt(f"# service={service}\n".encode())
+        + b"0000"
+        + _pkt(b"0" * 40 + b" capabilities^{}\x00" + capabilities + b"\n")
+        + b"0000"
+    )
+    return 200, {"Content-Type": f"application/x-{service}-advertisement"}, body
 
 
 class ForgeHTTPServer(ThreadingHTTPServer):

@@ -237,7 +237,11 @@ def git_push(env: Env) -> list[Row]:
         why = next(
             (ln for ln in lines if "fatal" in ln or "error" in ln), lines[-1] if lines else ""
         )
-        raise Failed(f"git push --dry-run to {url} refused: {why.strip()}", fix)
+        if "error: 403" in why:
+            why = f"the forge refused {GIT_TOKEN} the push (403)"
+        elif "could not read Username" in why or "Authentication failed" in why:
+            why = f"the forge rejected {GIT_TOKEN} (401: unknown, revoked or expired)"
+        raise Failed(f"git push --dry-run to {url}: {why.strip()}", fix)
     return [ok("forge: git push", f"git push --dry-run to {url} accepted")]
 
 
