@@ -3,7 +3,9 @@ setting gives its own ✗ line with the fix, and exit code 1."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -144,6 +146,30 @@ def test_bad_partition(configured: dict[str, str], project: Path) -> None:
     assert "invalid partition specified: nosuch" in row["detail"]
     assert "job.partition" in row["fix"]
     assert doctor.failed() == ["Slurm: sbatch --test-only"]
+
+
+def test_cluster_python_that_does_not_run(configured: dict[str, str], project: Path) -> None:
+    env = configured | {"MLOPS_SLURM_ENV__PYTHON": "python3.nosuch"}
+    row = _only_failure(run_doctor(env, project), "Slurm: cluster Python")
+    assert row["detail"].startswith("python3.nosuch does not run on the cluster")
+    assert "MLOPS_SLURM_ENV__PYTHON" in row["fix"]
+
+
+def test_cluster_python_too_old(configured: dict[str, str], project: Path) -> None:
+    # An interpreter that says 3.9, where the login user can run it (pytest's tmp is 0700).
+    where = Path(tempfile.mkdtemp(prefix="doctor-python-", dir="/tmp"))
+    try:
+        old = where / "python3.9"
+        old.write_text("#!/bin/sh\necho 3.9.18\n")
+        where.chmod(0o755)
+        old.chmod(0o755)
+        row = _only_failure(
+            run_doctor(configured | {"MLOPS_SLURM_ENV__PYTHON": str(old)}, project),
+            "Slurm: cluster Python",
+        )
+        assert row["detail"] == f"{old} on the cluster is 3.9.18, the pipeline needs 3.11+"
+    finally:
+        shutil.rmtree(where)
 
 
 def test_transport_local_runs_sbatch_here(

@@ -15,6 +15,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
+# As the README says (and `make hooks` runs).
+HOOK_TYPES = [
+    "--hook-type",
+    "pre-commit",
+    "--hook-type",
+    "pre-push",
+    "--hook-type",
+    "post-checkout",
+]
 
 # Runs the real tools of the dev venv (mypy over the whole tree): tens of seconds.
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -64,7 +73,7 @@ def test_hooks_pass_on_a_clean_clone_and_refuse_bad_formatting(clone: Path, tmp_
         assert any(ln.startswith(hook) and ln.endswith("Passed") for ln in ran.stdout.splitlines())
 
     installed = _run(
-        ["pre-commit", "install", "--hook-type", "pre-commit", "--hook-type", "pre-push"],
+        ["pre-commit", "install", *HOOK_TYPES],
         clone,
         env,
     )

@@ -20,7 +20,7 @@ from machinery.slurm.settings import SlurmSettings, load_settings
 from machinery.slurm.transport import LocalTransport, Result, Transport
 
 CONNECT_TIMEOUT = 5.0
-COMMAND_TIMEOUT = 6.0
+COMMAND_TIMEOUT = 4.0  # two commands after a 5 s connect stay inside the 14 s budget
 MIN_PYTHON = (3, 11)
 SSH, LOCAL = "Slurm: SSH login", "Slurm: sbatch on this host"
 SBATCH, PYTHON = "Slurm: sbatch --test-only", "Slurm: cluster Python"
