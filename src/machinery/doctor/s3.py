@@ -158,7 +158,7 @@ def _bucket_check(name: str, var: str, what: str) -> Check:
         if not url:
             raise NotConfigured(f"{var} not set ({what})")
         if not url.startswith("s3://"):
-            raise NotConfigured(f"{var} is a local path, not S3: nothing to reach")
+            raise NotConfigured(f"{var} is not an s3:// URL: only S3 is checked")
         return [ok(name, probe_bucket(env, var))]
 
     return Check(name, 10.0, run)
