@@ -164,3 +164,14 @@ bench-image: setup system-deps ## image size, cold and warm build seconds (priva
 
 bench-ci: setup system-deps ## wall time of the MR pipeline, the no-op rerun and main on gitlab-ci-local
 	$(BIN)/python bench/ci.py
+
+# --- doctor and hooks (docs/doctor.md) ---
+.PHONY: doctor bench-doctor hooks
+doctor: setup ## check every CI variable against the real S3, Slurm, forge and registry
+	$(BIN)/mlops doctor
+
+bench-doctor: setup ## wall time of mlops doctor on a fully wrong configuration, per check
+	$(BIN)/python bench/doctor.py
+
+hooks: setup ## install the git hooks of .pre-commit-config.yaml (black, flake8, mypy, DVC)
+	$(BIN)/pre-commit install --hook-type pre-commit --hook-type pre-push --hook-type post-checkout
