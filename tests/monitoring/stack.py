@@ -13,19 +13,18 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from monitoring.environments import environments
+from tests.monitoring.webhook import WebhookReceiver
 from tests.support.ports import free_port, wait_for_port
 from tests.support.process import stop_process
 
@@ -67,54 +66,6 @@ def wait_until(check: Any, timeout: float, what: str, interval: float = 0.2) -> 
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-@dataclass
-class Notification:
-    received: float  # time.monotonic() at arrival
-    body: dict[str, Any]
-
-
-@dataclass
-class WebhookReceiver:
-    """Records every Alertmanager webhook POST (its JSON body) with the time it arrived."""
-
-    port: int = field(default_factory=free_port)
-    notifications: list[Notification] = field(default_factory=list)
-
-    def start(self) -> None:
-        received = self.notifications
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
-                length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length))
-                received.append(Notification(time.monotonic(), body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/alerts"
-
-    def first(self, alertname: str, status: str, after: float = 0.0) -> Notification | None:
-        for note in list(self.notifications):
-            if note.received < after:
-                continue
-            for alert in note.body.get("alerts", []):
-                if alert["labels"].get("alertname") == alertname and alert["status"] == status:
-                    return note
-        return None
 
 
 class Server:

@@ -54,8 +54,10 @@ class ModelStack:
     model: FixtureModel
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelStack]:
+    """A fresh stack per test (each test sets the registry's state it needs, and the first
+    needs a service that starts with no model behind its alias)."""
     root = tmp_path_factory.mktemp("monitoring")
     model = build_fixture_model(root / "model", kind="image")
     with running_stack(root, hashlib.sha256(TOKEN.encode()).hexdigest()) as running:
@@ -77,6 +79,13 @@ def _post(url: str, body: dict[str, object] | bytes, content_type: str) -> int:
         return exc.code
 
 
+def _serve(live: ModelStack) -> None:
+    """Publish the fixture model and point the service's alias at it."""
+    registry = Registry.from_url(str(live.stack.registry))
+    registry.publish(TAG, live.model.model_dir, metrics={"accuracy": 1.0})
+    registry.move_alias("staging", TAG, by="test")
+
+
 def _alert(
     stack: Stack, name: str, status: str, after: float, timeout: float, receiver: str
 ) -> float:
@@ -94,15 +103,13 @@ def _alert(
 
 
 def test_two_alert_conditions_reach_the_webhook_and_resolve(live: ModelStack) -> None:
-    model, stack = live.model, live.stack
+    stack = live.stack
     timings: dict[str, float] = {}
     # 1. No model behind the alias: the replica is live, not ready, mlops_model_loaded 0.
     timings["no_ready_model_fired"] = _alert(
         stack, "InferenceNoReadyModel", "firing", stack.live_at, timeout=90, receiver=PAGER
     )
-    registry = Registry.from_url(str(stack.registry))
-    registry.publish(TAG, model.model_dir, metrics={"accuracy": 1.0})
-    registry.move_alias("staging", TAG, by="test")
+    _serve(live)
     fixed = time.monotonic()
     timings["no_ready_model_resolved"] = _alert(
         stack, "InferenceNoReadyModel", "resolved", fixed, timeout=60, receiver=PAGER
@@ -129,6 +136,7 @@ def test_two_alert_conditions_reach_the_webhook_and_resolve(live: ModelStack) ->
 
 def test_prometheus_api_reads_back_the_request_counter_and_model_info(live: ModelStack) -> None:
     stack = live.stack
+    _serve(live)
     wait_until(lambda: stack.service.answers("/health/ready"), 90, "the service ready")
     base = stack.prometheus.query('sum(mlops_http_requests_total{route="/predict"})')
     before = float(base[0]["value"][1]) if base else 0.0
