@@ -101,7 +101,7 @@ bench-offload: setup system-deps ## offload overhead (our steps, queue wait apar
 
 # --- k8s and monitoring ---
 .PHONY: dashboards k8s-render
-dashboards: setup ## regenerate monitoring/dashboards/*.json and monitoring/prometheusrule.yaml
+dashboards: setup ## regenerate monitoring/envs/<env>/ (rules, PrometheusRule, dashboard) per overlay
 	$(BIN)/python -m monitoring.generate
 
 k8s-render: setup ## print the manifests Argo CD applies for ENV (staging or prod)

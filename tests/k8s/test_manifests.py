@@ -55,11 +55,11 @@ def test_overlay_contract(rendered: Docs, env: str) -> None:
         assert one(docs, kind)["metadata"]["labels"]["release"]
     dashboards = [d for d in docs if d["metadata"].get("labels", {}).get("grafana_dashboard")]
     assert [d["metadata"]["labels"]["grafana_dashboard"] for d in dashboards] == ["1"]
-    # kustomize has no globs: every generated dashboard must be listed in monitoring/.
-    shipped = {p.name for p in (REPO / "monitoring" / "dashboards").glob("*.json")}
+    # kustomize has no globs: every dashboard generated for this env must be listed there.
+    shipped = {p.name for p in (REPO / "monitoring" / "envs" / env).glob("*.json")}
     assert set(dashboards[0]["data"]) == shipped
     for name, text in dashboards[0]["data"].items():
-        assert text == (REPO / "monitoring" / "dashboards" / name).read_text()
+        assert text == (REPO / "monitoring" / "envs" / env / name).read_text()
     assert not [d for d in docs if d["kind"] == "Secret"], "Secrets never live in Git"
 
 
