@@ -17,15 +17,21 @@ the header bytes two ways, because either alone can be bypassed:
   side of refusing; a body in the same read as complete headers is never counted.
 
 Over ``max_header_bytes`` the client gets a 431 and the connection closes; no request reaches
-the app.
+the app. A request the parser refuses (a bad ``Content-Length``, chunk size or request line) gets
+uvicorn's 400 with a JSON body like every other error of the service, instead of plain text.
+Neither reaches the app's metrics middleware, so both are counted through ``on_refused``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+# The scope's state key under which the status the protocol answered a broken body with is left.
+REFUSED_STATUS = "mlops.refused_status"
 
 
 class HeadersTooLarge(Exception):
@@ -34,6 +40,7 @@ class HeadersTooLarge(Exception):
 
 class BoundedHeadersProtocol(HttpToolsProtocol):
     max_header_bytes = 16_384
+    on_refused: Callable[[int], None] | None = None  # called with 400 or 431
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -43,8 +50,13 @@ class BoundedHeadersProtocol(HttpToolsProtocol):
         self._refused = False
 
     @classmethod
-    def with_limit(cls, max_header_bytes: int) -> type[BoundedHeadersProtocol]:
-        return type(cls.__name__, (cls,), {"max_header_bytes": max_header_bytes})
+    def with_limit(
+        cls, max_header_bytes: int, on_refused: Callable[[int], None] | None = None
+    ) -> type[BoundedHeadersProtocol]:
+        hook = None if on_refused is None else staticmethod(on_refused)
+        return type(
+            cls.__name__, (cls,), {"max_header_bytes": max_header_bytes, "on_refused": hook}
+        )
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -86,18 +98,26 @@ class BoundedHeadersProtocol(HttpToolsProtocol):
         if self._refused:
             self._refuse()
         else:
-            super().send_400_response(msg)
+            self._answer(400, "malformed HTTP request (request line, headers or body framing)")
 
     def _refuse(self) -> None:
         self._headers_pending = False
         self._refused = True
-        body = json.dumps(
-            {"detail": f"request headers exceed the limit of {self.max_header_bytes} bytes"}
-        ).encode()
+        self._answer(431, f"request headers exceed the limit of {self.max_header_bytes} bytes")
+
+    def _answer(self, status: int, detail: str) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and not self._headers_pending:
+            # A broken body of a request the app is handling: the app sees a disconnect, and
+            # the metrics middleware counts this status for it (one request, one count).
+            cycle.scope.setdefault("state", {})[REFUSED_STATUS] = status
+        elif self.on_refused is not None:
+            self.on_refused(status)
+        body = json.dumps({"detail": detail}).encode()
         self.transport.write(
             b"".join(
                 [
-                    STATUS_LINE[431],
+                    STATUS_LINE[status],
                     b"content-type: application/json\r\n",
                     b"content-length: " + str(len(body)).encode() + b"\r\n",
                     b"connection: close\r\n\r\n",
