@@ -172,8 +172,10 @@ class Registry:
         return self.listing().models
 
     def listing(self) -> Listing:
-        """Every published tag, newest first; a malformed ``meta.json`` is set apart in
-        ``invalid`` instead of failing the whole listing. Storage faults still raise."""
+        """Every published tag, newest first; a malformed or unreadable ``meta.json`` is set
+        apart in ``invalid`` instead of failing the whole listing. A registry that cannot be
+        listed still raises, and so does one that fails a read and then cannot be listed again
+        (the store went down mid-way, not one tag)."""
         found: list[ModelMeta] = []
         invalid: list[InvalidEntry] = []
         for name in self.store.children("models"):
@@ -181,6 +183,10 @@ class Registry:
                 meta = self._read_meta(name)
             except InvalidMeta as exc:
                 invalid.append(InvalidEntry(tag=name, error=str(exc)))
+                continue
+            except RegistryUnavailable as exc:
+                self.store.children("models")  # raises if the registry itself is gone
+                invalid.append(InvalidEntry(tag=name, error=f"meta.json unreadable: {exc}"))
                 continue
             if meta is not None:  # None: a publish still uploading (or abandoned) its model
                 found.append(meta)
