@@ -83,7 +83,9 @@ class BodyLimitMiddleware:
                 break
         if declared is not None:
             if declared.isdigit() and int(declared) > self.limit:
-                response = JSONResponse({"detail": too_large_message(self.limit)}, 413)
+                # The Open Inference Protocol's error body is {"error": ...}.
+                key = "error" if scope["path"].startswith("/v2") else "detail"
+                response = JSONResponse({key: too_large_message(self.limit)}, 413)
                 await response(scope, receive, send)
                 return
             await self.app(scope, receive, send)  # within the limit: the server enforces it
