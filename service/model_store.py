@@ -34,6 +34,7 @@ from machinery.registry import (
     IntegrityError,
     InvalidMeta,
     Listing,
+    ObjectTooLarge,
     Registry,
     RegistryError,
     RegistryUnavailable,
@@ -269,7 +270,8 @@ class ModelStore:
         workdir = self.settings.model_cache_dir / f"{tag}.{uuid.uuid4().hex[:8]}"
         try:
             workdir.mkdir(parents=True, exist_ok=True)
-            path = self._call(lambda: self.registry.download(tag, workdir))
+            limit = self.settings.max_model_bytes
+            path = self._call(lambda: self.registry.download(tag, workdir, limit))
             actual = sha256_file(path)
             if actual != meta.sha256:
                 raise ChecksumMismatch(
@@ -343,6 +345,10 @@ class ModelStore:
             ) from None
         except IntegrityError as exc:
             raise ChecksumMismatch(self._public(str(exc))) from None
+        except ObjectTooLarge as exc:
+            raise ModelRejected(
+                f"model.onnx is {exc.size} bytes, over MLOPS_MAX_MODEL_BYTES ({exc.limit})"
+            ) from None
         except InvalidMeta as exc:
             raise ModelRejected(self._public(str(exc))) from None
         except RegistryUnavailable as exc:

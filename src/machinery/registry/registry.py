@@ -200,15 +200,16 @@ class Registry:
             raise TagNotFound(f"tag {tag} is not published in {self.location}")
         return meta
 
-    def download(self, tag: str, dest_dir: Path) -> Path:
-        """Write ``dest_dir/model.onnx`` (and its card) atomically after checking its sha256."""
+    def download(self, tag: str, dest_dir: Path, max_bytes: int | None = None) -> Path:
+        """Write ``dest_dir/model.onnx`` (and its card) atomically after checking its sha256;
+        a model over ``max_bytes`` raises ``ObjectTooLarge`` before anything is written."""
         meta = self.meta(tag)
         dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / MODEL_FILENAME
         tmp = dest_dir / f".{MODEL_FILENAME}.{uuid.uuid4().hex}.part"
         card_tmp = tmp.with_suffix(".card")
         try:
-            if not self.store.fetch_file(self._model_key(tag), tmp):
+            if not self.store.fetch_file(self._model_key(tag), tmp, max_bytes):
                 raise IntegrityError(f"tag {tag}: meta.json exists but model.onnx is missing")
             actual = sha256_file(tmp)
             if actual != meta.sha256:
