@@ -177,6 +177,11 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
+    def observe_unparsed(self, status: int) -> None:
+        """A request the HTTP protocol refused before the app saw it (431, or 400 for bad
+        framing): no route, no method, no time worth measuring."""
+        self.observe_request("unmatched", "OTHER", status, 0.0)
+
     def observe_inference(self, kind: str, seconds: float) -> None:
         child = self._inference_children.get(kind)
         if child is None:

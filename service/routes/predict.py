@@ -33,11 +33,12 @@ IMAGE_BODIES: dict[str, Any] = {
         "schema": {
             "type": "object",
             "required": ["file"],
-            "properties": {"file": {"type": "string", "format": "binary"}},
+            # minLength: an empty file is refused (422 "empty image"); the schema says so.
+            "properties": {"file": {"type": "string", "format": "binary", "minLength": 1}},
         },
         "encoding": {"file": {"contentType": ", ".join(_IMAGE_TYPES)}},
     },
-    **{t: {"schema": {"type": "string", "format": "binary"}} for t in _IMAGE_TYPES},
+    **{t: {"schema": {"type": "string", "format": "binary", "minLength": 1}} for t in _IMAGE_TYPES},
 }
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
