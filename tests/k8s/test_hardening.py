@@ -46,6 +46,22 @@ def test_ephemeral_storage_limit_holds_the_emptydirs_with_headroom(
         assert request <= limit
 
 
+@pytest.mark.parametrize("target", [*ENVIRONMENTS, "staging+scale-to-zero"])
+def test_the_service_refuses_a_model_before_it_overfills_the_cache(
+    rendered: Docs, target: str
+) -> None:
+    pod = one(rendered[target], "Deployment")["spec"]["template"]["spec"]
+    settings = next(
+        d["data"]
+        for d in rendered[target]
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("inference-settings")
+    )
+    cache = next(v for v in pod["volumes"] if v["name"] == "model-cache")
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert settings["MLOPS_MODEL_CACHE_DIR"] == mounts["model-cache"]
+    assert int(settings["MLOPS_MAX_MODEL_BYTES"]) < quantity(cache["emptyDir"]["sizeLimit"])
+
+
 def test_prod_spreads_over_nodes_and_zones(rendered: Docs) -> None:
     deployment = one(rendered["prod"], "Deployment")
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
