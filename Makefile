@@ -76,7 +76,8 @@ SERVE_REGISTRY ?= .local/registry
 serve: setup ## serve the model the pipeline just trained (local registry, alias dev, auth on)
 	$(BIN)/python -m service.dev --host $(SERVE_HOST) --port $(SERVE_PORT) --registry $(SERVE_REGISTRY)
 
-bench-service: setup ## /predict throughput: service (auth on/off) vs a hand-written FastAPI app
+bench-service: setup ## /predict and V2 throughput: service vs a hand-written FastAPI app and MLServer
+	@bash bench/install-mlserver
 	$(BIN)/python -m bench.service
 
 # --- registry ---

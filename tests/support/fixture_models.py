@@ -51,6 +51,7 @@ TABULAR_LABELS = ["low", "mid", "high"]
 N_TABULAR = 5
 INPUT_NAME = "x"
 SEED = 7
+ESTIMATOR_FILENAME = "estimator.joblib"
 CREATED = datetime(2026, 1, 1, tzinfo=timezone.utc)
 INTENSITY_BINS = [round(float(x), 6) for x in np.linspace(0.0, 1.0, 11)]
 
@@ -152,9 +153,11 @@ def _reference(X: np.ndarray, y: np.ndarray, labels: list[str], kind: Kind) -> R
 
 
 def build_fixture_model(
-    dest: Path, *, kind: Kind = "image", estimator: Estimator = "logreg"
+    dest: Path, *, kind: Kind = "image", estimator: Estimator = "logreg", keep_fitted: bool = False
 ) -> FixtureModel:
-    """Fit the fixed tiny pipeline and write ``dest/model.onnx`` and ``dest/model_card.json``."""
+    """Fit the fixed tiny pipeline and write ``dest/model.onnx`` and ``dest/model_card.json``;
+    ``keep_fitted`` also writes the scikit-learn estimator itself (``dest/estimator.joblib``),
+    for the benchmark's MLServer peer only: the service never reads a pickle."""
     rng = np.random.default_rng(SEED)
     if kind == "image":
         X, y = _shapes(rng, 40)
@@ -180,6 +183,10 @@ def build_fixture_model(
     )
     model_path = dest / MODEL_FILENAME
     model_path.write_bytes(onx.SerializeToString())
+    if keep_fitted:
+        import joblib
+
+        joblib.dump(clf, dest / ESTIMATOR_FILENAME)
     preprocessing = (
         ImagePreprocessing(
             grayscale=True,
