@@ -185,6 +185,9 @@ def render_prune(layout: Layout, days: float) -> str:
     minutes = max(int(days * 1440), 1)
     runs, cache = q(layout.runs), q(layout.cache)
     return f"""\
+for m in {runs}/.*.cancel; do  # a cancel marker whose staging dir is gone stops nothing
+  if [ -e "$m" ] && [ ! -d "${{m%.cancel}}" ]; then rm -f "$m"; fi
+done
 for d in {runs}/* {runs}/.*; do
   [ -d "$d" ] || continue
   n=$(basename "$d")
