@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import anyio.to_thread
@@ -207,10 +206,11 @@ async def _predict(
     return prediction
 
 
-def _value(row: list[float]) -> float | None | list[float | None]:
-    """One row's value (a list when the card's output has several per row); a non-finite
-    value (a model overflowing on extreme input) is ``null``, never invalid JSON."""
-    clean: list[float | None] = [v if math.isfinite(v) else None for v in row]
+def _value(row: npt.NDArray[np.float32]) -> float | None | list[float | None]:
+    """One row's value (a list when the card's output has several per row), written as the
+    shortest decimal that is the same float32 (``202.25835``, not ``202.2583465576172``); a
+    non-finite value (a model overflowing on extreme input) is ``null``, never invalid JSON."""
+    clean: list[float | None] = [float(str(v)) if np.isfinite(v) else None for v in row]
     if len(clean) == 1:
         return clean[0]
     return clean
@@ -225,7 +225,7 @@ def _rounded(probabilities: npt.NDArray[np.float32]) -> list[list[float]]:
 
 def _single_payload(prediction: Prediction, model: LoadedModel) -> dict[str, Any]:
     if prediction.values is not None:
-        return {"value": _value(prediction.values.tolist()[0]), "model_tag": model.tag}
+        return {"value": _value(prediction.values[0]), "model_tag": model.tag}
     return {
         "label": prediction.labels[0],
         "probabilities": dict(zip(model.card.labels, _rounded(prediction.probabilities[:1])[0])),
@@ -236,7 +236,7 @@ def _single_payload(prediction: Prediction, model: LoadedModel) -> dict[str, Any
 def _batch_payload(prediction: Prediction, model: LoadedModel) -> dict[str, Any]:
     if prediction.values is not None:
         return {
-            "predictions": [{"value": _value(row)} for row in prediction.values.tolist()],
+            "predictions": [{"value": _value(row)} for row in prediction.values],
             "model_tag": model.tag,
         }
     labels = model.card.labels

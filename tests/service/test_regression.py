@@ -81,6 +81,16 @@ def test_predict_answers_the_values_scikit_learn_gives(
     assert all(set(p) == {"value"} and isinstance(p["value"], float) for p in body["predictions"])
     values = predict(client, rows)
     np.testing.assert_allclose(values, regression.expected(rows), rtol=RTOL, atol=ATOL)
+    # Written as the shortest decimal of the float32 ONNX gives, not float64 noise digits.
+    assert all(v == float(str(np.float32(v))) and len(repr(v)) <= 16 for v in values)
+
+
+def test_a_value_that_overflows_is_null_not_invalid_json(client: TestClient) -> None:
+    huge = [[3e38] * 10, [-3e38] + [3e38] * 9]
+    answer = client.post("/predict", json={"instances": huge}, headers=PREDICT)
+    assert answer.status_code == 200, answer.text
+    values = [p["value"] for p in answer.json()["predictions"]]
+    assert all(v is None or math.isfinite(v) for v in values) and None in values
 
 
 def test_metrics_show_a_histogram_of_predicted_values_with_the_cards_buckets(
