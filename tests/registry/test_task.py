@@ -84,3 +84,35 @@ def test_a_published_old_card_is_listed_apart_with_the_reason(
     assert [m.tag for m in listing.models] == ["new-v1"]
     [bad] = listing.invalid
     assert bad.tag == "old-v1" and "no 'task' field" in bad.error and "re-run train" in bad.error
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"labels": ["low", "high"]}, "a regression card has no labels"),
+        ({"output": {"label": "label", "probabilities": "probabilities"}}, "names its value"),
+        ({"task": "classification"}, "a classification card lists its labels"),
+        ({"task": "ranking"}, "task: Input should be 'classification' or 'regression'"),
+    ],
+)
+def test_a_card_that_contradicts_its_task_is_one_line(
+    regression: Trained, tmp_path: Path, changes: dict[str, object], reason: str
+) -> None:
+    card = json.loads((regression.model_dir / CARD_FILENAME).read_text())
+    card.update(changes)
+    path = tmp_path / CARD_FILENAME
+    path.write_text(json.dumps(card))
+    with pytest.raises(UserError) as caught:
+        read_card(path)
+    assert reason in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_regression_card_without_output_gets_skl2onnxs_value_output(
+    regression: Trained, tmp_path: Path
+) -> None:
+    card = json.loads((regression.model_dir / CARD_FILENAME).read_text())
+    del card["output"]
+    path = tmp_path / CARD_FILENAME
+    path.write_text(json.dumps(card))
+    output = read_card(path).output
+    assert output.model_dump() == {"name": "variable", "shape": [None, 1], "dtype": "float32"}
