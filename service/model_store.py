@@ -111,6 +111,7 @@ class ModelStore:
         self._first_loaded = asyncio.Event()
         metrics.watch_drift(self._class_psi, self._intensity_psi, self._samples)
         metrics.watch_feature_drift(self._feature_psi, MAX_FEATURE_SERIES)
+        metrics.watch_outputs(self._output_psi, self._value_histogram)
 
     @property
     def current(self) -> LoadedModel | None:
@@ -375,6 +376,14 @@ class ModelStore:
     def _feature_psi(self) -> list[tuple[str, float]]:
         model = self._current
         return model.drift.feature_psi() if model else []
+
+    def _output_psi(self) -> float:
+        model = self._current
+        return model.drift.output_psi() if model else float("nan")
+
+    def _value_histogram(self) -> tuple[list[float], list[float], float] | None:
+        model = self._current
+        return model.drift.value_histogram() if model else None
 
     def _samples(self) -> float:
         model = self._current
