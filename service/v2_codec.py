@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from machinery.modelcard import ModelCard
+from machinery.modelcard import ModelCard, ValueOutput
 
 # Card dtype -> (V2 datatype, little-endian numpy dtype of its binary form).
 DATATYPES: dict[str, tuple[str, str]] = {
@@ -49,6 +49,18 @@ class InferRequest:
     rows: npt.NDArray[Any]  # rows × features, the card's dtype
     request_id: str | None
     outputs: dict[str, bool]  # output name -> binary
+
+
+def output_specs(card: ModelCard) -> list[tuple[str, str, list[int]]]:
+    """What the model answers, as (name, datatype, shape with -1 for the batch): a classifier's
+    label and probabilities, or a regressor's values."""
+    output = card.output
+    if isinstance(output, ValueOutput):
+        return [(output.name, "FP32", [-1, *(dim or 1 for dim in output.shape[1:])])]
+    return [
+        (output.label, "BYTES", [-1]),
+        (output.probabilities, "FP32", [-1, len(card.labels)]),
+    ]
 
 
 def input_shape(card: ModelCard) -> list[int]:
@@ -171,7 +183,7 @@ def _flatten(data: list[Any]) -> list[Any]:
 
 
 def _requested_outputs(document: dict[str, Any], card: ModelCard) -> dict[str, bool]:
-    names = (card.output.label, card.output.probabilities)
+    names = [name for name, _, _ in output_specs(card)]
     parameters = document.get("parameters", {})
     if not isinstance(parameters, dict):
         raise V2Error(400, "'parameters' must be an object")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from machinery.modelcard import ModelCard
-from service.v2_codec import DATATYPES
+from service.v2_codec import DATATYPES, output_specs
 
 _FLOAT32 = {"type": "number", "minimum": -3.4e38, "maximum": 3.4e38}
 
@@ -48,7 +48,7 @@ def v2_request_schema(card: ModelCard | None) -> dict[str, Any]:
             {"name": card.input.name, "shape": [1, features], "datatype": datatype,
              "data": [0] * features}  # fmt: skip
         ]
-        outputs = {"type": "string", "enum": [card.output.label, card.output.probabilities]}
+        outputs = {"type": "string", "enum": [name for name, _, _ in output_specs(card)]}
     return {
         "type": "object",
         "required": ["inputs"],

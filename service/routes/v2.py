@@ -23,7 +23,14 @@ from service.inference import LoadedModel
 from service.model_store import ModelStore
 from service.routes.predict import _predict
 from service.uploads import read_body
-from service.v2_codec import DATATYPES, HEADER_LENGTH, V2Error, encode_response, input_shape
+from service.v2_codec import (
+    DATATYPES,
+    HEADER_LENGTH,
+    V2Error,
+    encode_response,
+    input_shape,
+    output_specs,
+)
 from service.v2_codec import parse_request
 
 router = APIRouter(tags=["open inference protocol (V2)"])
@@ -146,12 +153,8 @@ def _metadata(model: LoadedModel) -> dict[str, Any]:
             }
         ],
         "outputs": [
-            {"name": card.output.label, "datatype": "BYTES", "shape": [-1]},
-            {
-                "name": card.output.probabilities,
-                "datatype": "FP32",
-                "shape": [-1, len(card.labels)],
-            },
+            {"name": name, "datatype": datatype, "shape": shape}
+            for name, datatype, shape in output_specs(card)
         ],
     }
 
@@ -234,14 +237,24 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         return _error(exc.status, exc.message)
     prediction = await _predict(model, parsed.rows, "v2", store.metrics, settings)
     card = model.card
-    count = len(prediction.labels)
-    probabilities = prediction.probabilities
-    if not np.isfinite(probabilities).all():  # JSON has no NaN; as /predict does
-        probabilities = np.nan_to_num(probabilities, nan=0.0, posinf=1.0, neginf=0.0)
-    produced: dict[str, tuple[str, list[int], npt.NDArray[Any] | list[str]]] = {
-        card.output.label: ("BYTES", [count], prediction.labels),
-        card.output.probabilities: ("FP32", [count, len(card.labels)], probabilities),
-    }
+    count = len(parsed.rows)
+    specs = output_specs(card)
+    produced: dict[str, tuple[str, list[int], npt.NDArray[Any] | list[str]]]
+    if prediction.values is not None:  # a regressor: its values, rows × the output's width
+        if not np.isfinite(prediction.values).all():
+            # /predict answers null; a V2 FP32 tensor has no such value, and JSON no NaN.
+            return _error(400, "the model's output for this input is not a finite number")
+        ((value_name, _, shape),) = specs
+        produced = {value_name: ("FP32", [count, *shape[1:]], prediction.values)}
+    else:
+        probabilities = prediction.probabilities
+        if not np.isfinite(probabilities).all():  # JSON has no NaN; as /predict does
+            probabilities = np.nan_to_num(probabilities, nan=0.0, posinf=1.0, neginf=0.0)
+        (label_name, _, _), (proba_name, _, _) = specs
+        produced = {
+            label_name: ("BYTES", [count], prediction.labels),
+            proba_name: ("FP32", [count, len(card.labels)], probabilities),
+        }
     content, header_length = encode_response(
         card.name,
         model.tag,

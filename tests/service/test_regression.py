@@ -169,3 +169,44 @@ def test_a_regression_model_whose_card_does_not_fit_is_refused(
     answer = client.post("/replace_ml_model", json={"tag": "reg-odd"}, headers=ADMIN)
     assert answer.status_code == 422 and reason in answer.text, answer.text
     assert predict(client, regression.test_x[:1])  # the old model still answers
+
+
+def test_the_open_inference_protocol_answers_a_regressors_values(
+    client: TestClient, regression: RegressionFixture
+) -> None:
+    """V2 follows the card's task: metadata names the value output, infer returns the values
+    (JSON and Triton's binary form), and an output that overflows is a 400, never NaN in JSON."""
+    name = regression.card.name
+    metadata = client.get(f"/v2/models/{name}", headers=PREDICT).json()
+    assert metadata["outputs"] == [{"name": "variable", "datatype": "FP32", "shape": [-1, 1]}]
+    rows = regression.test_x[:4].astype(np.float32)
+    tensor = {"name": regression.card.input.name, "shape": list(rows.shape), "datatype": "FP32"}
+    answer = client.post(
+        f"/v2/models/{name}/infer",
+        json={"inputs": [{**tensor, "data": rows.ravel().tolist()}]},
+        headers=PREDICT,
+    )
+    assert answer.status_code == 200, answer.text
+    (output,) = answer.json()["outputs"]
+    assert (output["name"], output["shape"]) == ("variable", [4, 1])
+    np.testing.assert_allclose(output["data"], regression.expected(rows), rtol=RTOL, atol=ATOL)
+    header = json.dumps(
+        {"inputs": [{**tensor, "parameters": {"binary_data_size": rows.nbytes}}],
+         "parameters": {"binary_data_output": True}}  # fmt: skip
+    ).encode()
+    binary = client.post(
+        f"/v2/models/{name}/infer",
+        content=header + rows.tobytes(),
+        headers={**PREDICT, "Inference-Header-Content-Length": str(len(header))},
+    )
+    assert binary.status_code == 200, binary.text
+    length = int(binary.headers["inference-header-content-length"])
+    values = np.frombuffer(binary.content[length:], dtype="<f4")
+    np.testing.assert_allclose(values, regression.expected(rows), rtol=RTOL, atol=ATOL)
+    huge = np.full((1, rows.shape[1]), 3e38, dtype=np.float32)
+    overflow = client.post(
+        f"/v2/models/{name}/infer",
+        json={"inputs": [{**tensor, "shape": [1, rows.shape[1]], "data": huge.ravel().tolist()}]},
+        headers=PREDICT,
+    )
+    assert overflow.status_code == 400 and "not a finite number" in overflow.json()["error"]
