@@ -76,7 +76,8 @@ SERVE_REGISTRY ?= .local/registry
 serve: setup ## serve the model the pipeline just trained (local registry, alias dev, auth on)
 	$(BIN)/python -m service.dev --host $(SERVE_HOST) --port $(SERVE_PORT) --registry $(SERVE_REGISTRY)
 
-bench-service: setup ## /predict throughput: service (auth on/off) vs a hand-written FastAPI app
+bench-service: setup ## /predict and V2 throughput: service vs a hand-written FastAPI app and MLServer
+	@bash bench/install-mlserver
 	$(BIN)/python -m bench.service
 
 # --- registry ---
@@ -101,7 +102,7 @@ bench-offload: setup system-deps ## offload overhead (our steps, queue wait apar
 
 # --- k8s and monitoring ---
 .PHONY: dashboards k8s-render
-dashboards: setup ## regenerate monitoring/dashboards/*.json and monitoring/prometheusrule.yaml
+dashboards: setup ## regenerate monitoring/envs/<env>/ (rules, PrometheusRule, dashboard) per overlay
 	$(BIN)/python -m monitoring.generate
 
 k8s-render: setup ## print the manifests Argo CD applies for ENV (staging or prod)
@@ -179,3 +180,14 @@ bench-image: setup system-deps ## image size, cold and warm build seconds (priva
 
 bench-ci: setup system-deps ## wall time of the MR pipeline, the no-op rerun and main on gitlab-ci-local
 	$(BIN)/python bench/ci.py
+
+# --- doctor and hooks (docs/doctor.md) ---
+.PHONY: doctor bench-doctor hooks
+doctor: setup ## check every CI variable against the real S3, Slurm, forge and registry
+	$(BIN)/mlops doctor
+
+bench-doctor: setup ## wall time of mlops doctor on a fully wrong configuration, per check
+	$(BIN)/python bench/doctor.py
+
+hooks: setup ## install the git hooks of .pre-commit-config.yaml (black, flake8, mypy, DVC)
+	$(BIN)/pre-commit install --hook-type pre-commit --hook-type pre-push --hook-type post-checkout

@@ -75,3 +75,21 @@ else:
                 for label, row in zip(labels.tolist(), probabilities.tolist())
             ]
         }
+
+
+@app.post("/v2/models/{name}/infer")
+async def v2_infer(request: Request, name: str) -> dict[str, object]:
+    """The textbook V2 endpoint: parse the JSON, run the session, answer; no checks at all."""
+    document = await request.json()
+    tensor = document["inputs"][0]
+    rows = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+    labels, probabilities = _answer(rows)
+    return {
+        "model_name": name,
+        "outputs": [
+            {"name": "label", "datatype": "BYTES", "shape": [len(rows)],
+             "data": [str(label) for label in labels.tolist()]},
+            {"name": "probabilities", "datatype": "FP32", "shape": list(probabilities.shape),
+             "data": probabilities.ravel().tolist()},
+        ],
+    }  # fmt: skip

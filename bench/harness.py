@@ -125,8 +125,14 @@ def lua_string(data: bytes) -> str:
     return '"' + "".join(f"\\{b}" for b in data) + '"'
 
 
-def write_script(path: Path, body: bytes | None, content_type: str, token: str | None) -> Path:
-    lines = []
+def write_script(
+    path: Path,
+    body: bytes | None,
+    content_type: str,
+    token: str | None,
+    headers: dict[str, str] | None = None,
+) -> Path:
+    lines = [f'wrk.headers["{k}"] = "{v}"' for k, v in (headers or {}).items()]
     if body is not None:
         lines += [
             'wrk.method = "POST"',
@@ -263,3 +269,36 @@ def row(p: Point) -> str:
         f"{p.server:<22} {p.path:<13} c={p.concurrency:<3} {p.rps:9.0f} req/s"
         f"  p50 {p.p50_ms:6.2f} ms  p99 {p.p99_ms:6.2f} ms{errors}"
     )
+
+
+def combine(rounds: list[Point]) -> Point:
+    """Rounds of one configuration: median req/s, p50 and p99; summed errors."""
+    first = rounds[0]
+    return Point(
+        server=first.server,
+        path=first.path,
+        concurrency=first.concurrency,
+        rps=statistics.median(p.rps for p in rounds),
+        p50_ms=statistics.median(p.p50_ms for p in rounds),
+        p99_ms=statistics.median(p.p99_ms for p in rounds),
+        non_2xx=sum(p.non_2xx for p in rounds),
+        socket_errors=sum(p.socket_errors for p in rounds),
+    )
+
+
+def summary(
+    rounds: dict[tuple[str, int], list[Point]],
+    levels: list[int],
+    ratios: list[tuple[str, str, str, float | None]],
+) -> None:
+    """Each ratio from the two configurations of the same round (measured seconds apart)."""
+    print("\nratios of req/s, median [min–max] over rounds")
+    print(f"{'':<24}" + "".join(f"{f'c={c}':<20}" for c in levels))
+    for label, num, den, target in ratios:
+        cells, met = [], True
+        for c in levels:
+            ratios = [a.rps / b.rps for a, b in zip(rounds[(num, c)], rounds[(den, c)])]
+            cells.append(f"{spread(ratios):<20}")
+            met = met and (target is None or statistics.median(ratios) >= target)
+        verdict = "" if target is None else f"target ≥ {target}: {'met' if met else 'NOT MET'}"
+        print(f"{label:<24}" + "".join(cells) + verdict)

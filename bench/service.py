@@ -13,7 +13,8 @@ The request follows the model card: a multipart PNG when the card has image prep
 JSON row when it has none (a tabular fork). Configurations are interleaved, A B C D E A B C D E
 …, for ``--rounds`` rounds at each concurrency, and every ratio is printed as its median over
 rounds with min–max, so that a claim survives a rerun on a shared machine.
-Writes bench/results/service.json.
+Then the Open Inference Protocol part (``bench/v2.py``: V2 JSON and binary against a hand-written
+V2 endpoint and MLServer). Writes bench/results/service.json.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import large_images
+from bench import large_images, v2
 from bench.harness import (
     FORM_TYPE,
     REPO,
@@ -36,6 +36,7 @@ from bench.harness import (
     Point,
     Server,
     check_answer,
+    combine,
     measure,
     model_card,
     multipart,
@@ -44,9 +45,9 @@ from bench.harness import (
     row,
     sample_picture,
     sample_rows,
-    spread,
     start,
     stop,
+    summary,
     write_script,
 )
 
@@ -68,6 +69,7 @@ def main() -> None:
         "--model", default="auto", help="auto | fixture-image | fixture-tabular | a model dir"
     )
     parser.add_argument("--skip-large", action="store_true", help="no large-image benchmark")
+    parser.add_argument("--skip-v2", action="store_true", help="no Open Inference Protocol part")
     args = parser.parse_args()
     if args.rounds < 3:
         raise SystemExit("--rounds must be at least 3")
@@ -113,7 +115,7 @@ def main() -> None:
                     point = measure(servers[name], "/predict", script, concurrency, args.seconds)
                     rounds.setdefault((name, concurrency), []).append(point)
             for name, *_ in plan:
-                points.append(_combine(rounds[(name, concurrency)]))
+                points.append(combine(rounds[(name, concurrency)]))
                 print(row(points[-1]), flush=True)
         if takes_images:
             raw = write_script(work / "raw.lua", picture, "image/png", TOKEN)
@@ -129,7 +131,8 @@ def main() -> None:
             print(row(point), flush=True)
     finally:
         stop(list(servers.values()))
-    _summary(rounds, levels)
+    summary(rounds, levels, RATIOS)
+    v2_points = [] if args.skip_v2 else v2.run(work, args.rounds, args.seconds, levels)
     large = None
     if takes_images and not args.skip_large:
         large = large_images.run(common, work, picture, args.rounds, args.seconds * 2)
@@ -137,38 +140,13 @@ def main() -> None:
         print("\nlarge-image benchmark skipped: this model's card takes no images")
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)
-    result = {"points": [asdict(p) for p in points], "large_images": large}
+    result = {
+        "points": [asdict(p) for p in points],
+        "v2": [asdict(p) for p in v2_points],
+        "large_images": large,
+    }
     (out / "service.json").write_text(json.dumps(result, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)
-
-
-def _combine(rounds: list[Point]) -> Point:
-    """Rounds of one configuration: median req/s, p50 and p99; summed errors."""
-    first = rounds[0]
-    return Point(
-        server=first.server,
-        path=first.path,
-        concurrency=first.concurrency,
-        rps=statistics.median(p.rps for p in rounds),
-        p50_ms=statistics.median(p.p50_ms for p in rounds),
-        p99_ms=statistics.median(p.p99_ms for p in rounds),
-        non_2xx=sum(p.non_2xx for p in rounds),
-        socket_errors=sum(p.socket_errors for p in rounds),
-    )
-
-
-def _summary(rounds: dict[tuple[str, int], list[Point]], levels: list[int]) -> None:
-    """Each ratio from the two configurations of the same round (measured seconds apart)."""
-    print("\nratios of req/s, median [min–max] over rounds")
-    print(f"{'':<24}" + "".join(f"{f'c={c}':<20}" for c in levels))
-    for label, num, den, target in RATIOS:
-        cells, met = [], True
-        for c in levels:
-            ratios = [a.rps / b.rps for a, b in zip(rounds[(num, c)], rounds[(den, c)])]
-            cells.append(f"{spread(ratios):<20}")
-            met = met and (target is None or statistics.median(ratios) >= target)
-        verdict = "" if target is None else f"target ≥ {target}: {'met' if met else 'NOT MET'}"
-        print(f"{label:<24}" + "".join(cells) + verdict)
 
 
 if __name__ == "__main__":

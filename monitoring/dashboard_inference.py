@@ -12,17 +12,14 @@ from grafana_foundation_sdk.builders import piechart, stat, table, timeseries
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models.piechart import PieChartType
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
-from grafana_foundation_sdk.models.dashboard import (
-    DashboardCursorSync,
-    DataSourceRef,
-    VariableRefresh,
-    VariableSort,
-)
+from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
 
+from monitoring.environments import Environment
 from monitoring.panels import DATASOURCE, NS, graph, queries, query, thresholds
 
-UID = "mlops-inference"
-FILE_NAME = "mlops-inference.json"
+# Grafana's version of the dashboard's JSON: raise it with every change of this module, so a
+# Grafana that saw an older copy replaces it (the generated JSON carries it).
+VERSION = 2
 # cAdvisor metrics the kubelet exports (kube-prometheus-stack scrapes them); not the service's.
 CLUSTER_METRICS = frozenset(
     {"container_cpu_usage_seconds_total", "container_memory_working_set_bytes"}
@@ -238,10 +235,22 @@ def resources_row() -> list[timeseries.Panel]:
     ]
 
 
-def build() -> dash.Dashboard:
+def uid(env: Environment) -> str:
+    """Unique per environment: Grafana keys dashboards by uid, across every namespace's
+    ConfigMaps (uids are at most 40 characters)."""
+    return f"mlops-inference-{env.name}"[:40]
+
+
+def file_name(env: Environment) -> str:
+    """The ConfigMap key, which the Grafana sidecar writes as a file into one shared folder."""
+    return f"mlops-inference-{env.name}.json"
+
+
+def build(env: Environment) -> dash.Dashboard:
     board = (
-        dash.Dashboard("MLOps inference")
-        .uid(UID)
+        dash.Dashboard(f"MLOps inference ({env.name})")
+        .uid(uid(env))
+        .version(VERSION)
         .description("The inference service: traffic, latency, the model served, drift, resources.")
         .tags(["mlops", "inference"])
         .editable()
@@ -249,14 +258,8 @@ def build() -> dash.Dashboard:
         .time("now-6h", "now")
         .refresh("30s")
         .with_variable(dash.DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
-        .with_variable(
-            dash.QueryVariable("namespace")
-            .label("Namespace")
-            .datasource(DataSourceRef(type_val="prometheus", uid="${datasource}"))
-            .query("label_values(mlops_model_info, namespace)")
-            .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
-            .sort(VariableSort.ALPHABETICAL_ASC)
-        )
+        # The environment's own namespace, fixed: one dashboard per environment.
+        .with_variable(dash.ConstantVariable("namespace").label("Namespace").value(env.namespace))
         .annotation(
             dash.AnnotationQuery()
             .name("Model swaps")

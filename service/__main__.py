@@ -47,7 +47,9 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http=BoundedHeadersProtocol.with_limit(settings.max_header_bytes),
+        http=BoundedHeadersProtocol.with_limit(
+            settings.max_header_bytes, app.state.container.metrics().observe_unparsed
+        ),
         access_log=args.access_log,
         workers=1,
         proxy_headers=True,

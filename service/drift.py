@@ -1,7 +1,9 @@
 """Input drift: live traffic against the training statistics the model card carries.
 
-Population stability indices (PSI = Σ (live − ref) · ln(live / ref)): over predicted classes,
-over the mean intensity of each input row (image cards), and per input feature (cards with
+Population stability indices (PSI = Σ (live − ref) · ln(live / ref)): over the model's outputs
+(predicted classes of a classifier; a regressor's predicted values, binned by the card's
+``output_bins``, which also give the buckets of the predicted-value histogram), over the mean
+intensity of each input row (image cards), and per input feature (cards with
 ``feature_bins``: the input-drift signal of tabular models). Counting is per prediction
 (cheap); the PSI itself is computed only when ``/metrics`` is scraped.
 """
@@ -15,7 +17,7 @@ import threading
 import numpy as np
 import numpy.typing as npt
 
-from machinery.modelcard import Reference
+from machinery.modelcard import Reference, Task
 
 # Empty bins would make ln() infinite; the usual PSI practice is a small floor.
 _FLOOR = 1e-4
@@ -36,8 +38,12 @@ def psi(live_counts: npt.NDArray[np.float64], reference: npt.NDArray[np.float64]
 class DriftTracker:
     """Counts since the model was loaded; a swap starts a fresh tracker."""
 
-    def __init__(self, n_classes: int, reference: Reference | None) -> None:
+    def __init__(
+        self, n_classes: int, reference: Reference | None, task: Task = "classification"
+    ) -> None:
         self._lock = threading.Lock()
+        self.task = task
+        self._values: _ValueCounts | None = None
         self._class_counts = np.zeros(n_classes, dtype=np.float64)
         self._class_ref: npt.NDArray[np.float64] | None = None
         self._edges: npt.NDArray[np.float64] | None = None
@@ -45,9 +51,11 @@ class DriftTracker:
         self._intensity_counts: npt.NDArray[np.float64] | None = None
         self._edge_list: list[float] | None = None
         self._features: _FeatureCounts | None = None
+        self._value_rows = 0
         if reference is None:
             return
         self._features = _FeatureCounts.from_reference(reference)
+        self._values = _ValueCounts.from_reference(reference)
         if len(reference.class_frequencies) == n_classes:
             self._class_ref = np.asarray(reference.class_frequencies, dtype=np.float64)
         freqs = np.asarray(reference.intensity_frequencies, dtype=np.float64)
@@ -75,6 +83,22 @@ class DriftTracker:
                 bins = np.clip(bins, 0, len(self._intensity_counts) - 1)
                 self._intensity_counts += np.bincount(bins, minlength=len(self._intensity_counts))
 
+    def observe_values(
+        self, values: npt.NDArray[np.float32], rows: npt.NDArray[np.float32]
+    ) -> None:
+        """A regressor's predictions: its values, and the rows for the input signals."""
+        if self._features is not None:
+            self._features.observe(rows)
+        if self._values is not None:
+            self._values.observe(values)
+        if self._edges is not None and self._intensity_counts is not None:
+            bins = np.searchsorted(self._edges, rows.mean(axis=1), side="right") - 1
+            bins = np.clip(bins, 0, len(self._intensity_counts) - 1)
+            with self._lock:
+                self._intensity_counts += np.bincount(bins, minlength=len(self._intensity_counts))
+        with self._lock:
+            self._value_rows += len(values)
+
     def _observe_one(self, index: int, mean: float) -> None:
         # The common case (one upload): plain Python beats several tiny numpy calls.
         with self._lock:
@@ -97,9 +121,20 @@ class DriftTracker:
         with self._lock:
             return psi(self._intensity_counts.copy(), self._intensity_ref)
 
+    def output_psi(self) -> float:
+        """PSI of the outputs: predicted classes, or a regressor's binned values."""
+        if self.task == "classification":
+            return self.class_psi()
+        return self._values.psi() if self._values is not None else math.nan
+
+    def value_histogram(self) -> tuple[list[float], list[float], float] | None:
+        """A regressor's predicted values as a Prometheus histogram: the card's bin edges as
+        upper bounds (then +Inf), cumulative counts, and the sum; ``None`` without statistics."""
+        return self._values.histogram() if self._values is not None else None
+
     def samples(self) -> float:
         with self._lock:
-            return float(self._class_counts.sum())
+            return float(self._class_counts.sum()) + self._value_rows
 
     def feature_psi(self) -> list[tuple[str, float]]:
         """(feature name, PSI) for every feature the card has statistics for."""
@@ -186,3 +221,52 @@ class _FeatureCounts:
             if k >= 1:
                 result.append((name, psi(counts[i, :k], self._ref[i, :k])))
         return result
+
+
+class _ValueCounts:
+    """A regressor's predicted values, counted in the card's output bins.
+
+    Slot ``j`` counts values in (e_{j-1}, e_j] for the edges e_0..e_k, slot 0 everything up to
+    e_0 and slot k + 1 everything above e_k: the buckets of a Prometheus histogram with the
+    edges as upper bounds. The PSI folds the two outer slots into the first and last bin.
+    """
+
+    def __init__(self, edges: list[float], ref: npt.NDArray[np.float64]) -> None:
+        self.edges = edges
+        self._edges = np.asarray(edges, dtype=np.float64)
+        self._ref = ref
+        self._slots = np.zeros(len(edges) + 1, dtype=np.float64)
+        self._sum = 0.0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_reference(cls, reference: Reference) -> _ValueCounts | None:
+        edges, freqs = reference.output_bins, reference.output_frequencies
+        increasing = all(a < b for a, b in zip(edges, edges[1:]))
+        if len(edges) < 2 or len(freqs) != len(edges) - 1 or not increasing:
+            return None  # no statistics (or not comparable ones): no signal, no error
+        return cls(list(edges), np.asarray(freqs, dtype=np.float64))
+
+    def observe(self, values: npt.NDArray[np.float32]) -> None:
+        flat = values.reshape(-1).astype(np.float64)
+        finite = flat[np.isfinite(flat)]
+        slots = np.bincount(
+            np.searchsorted(self._edges, finite, side="left"), minlength=len(self._slots)
+        )
+        with self._lock:
+            self._slots += slots
+            self._sum += float(finite.sum())
+
+    def psi(self) -> float:
+        with self._lock:
+            slots = self._slots.copy()
+        bins = slots[1:-1].copy()
+        bins[0] += slots[0]
+        bins[-1] += slots[-1]
+        return psi(bins, self._ref)
+
+    def histogram(self) -> tuple[list[float], list[float], float]:
+        with self._lock:
+            cumulative = np.cumsum(self._slots).tolist()
+            total = self._sum
+        return [*self.edges, math.inf], cumulative, total

@@ -4,57 +4,120 @@ httptools (llhttp) has no such limit and uvicorn offers one only for h11
 (``h11_max_incomplete_event_size``): a 32 MB header to ``/health/live`` was accepted, and eight
 such connections added 300 MB. h11 enforces the limit but costs throughput (see docs/service.md,
 "Benchmark": the h11 configuration of ``make bench-service``), so this keeps httptools and counts
-the bytes received while a request's headers are incomplete. Over ``max_header_bytes`` the
-client gets a 431 and the connection closes; the parser never buffers more than one read past
-the limit. The count is an upper bound (a read that ends one request's body and starts the next
-request's headers is counted whole), so the limit errs on the side of refusing.
+the header bytes two ways, because either alone can be bypassed:
+
+- the parser's callbacks (``on_url``, ``on_header``) give the exact size of every part that is
+  complete, whichever read completed it: headers that arrive whole in one read, or whose last
+  piece completes them, are measured here (counting only reads *after* a feed missed both: a
+  100,000-byte header in one ``sendall``, or 20 KB in 4 KiB pieces, got a 200);
+- a header still incomplete after a read is buffered inside httptools with no callback, so while
+  the headers are pending every read counts whole: a client that never finishes its headers is
+  refused after at most one read past the limit. That count is an upper bound (a read that ends
+  one request's body and starts the next request's headers counts whole), so it errs on the
+  side of refusing; a body in the same read as complete headers is never counted.
+
+Over ``max_header_bytes`` the client gets a 431 and the connection closes; no request reaches
+the app. A request the parser refuses (a bad ``Content-Length``, chunk size or request line) gets
+uvicorn's 400 with a JSON body like every other error of the service, instead of plain text.
+Neither reaches the app's metrics middleware, so both are counted through ``on_refused``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+# The scope's state key under which the status the protocol answered a broken body with is left.
+REFUSED_STATUS = "mlops.refused_status"
+
+
+class HeadersTooLarge(Exception):
+    """Raised from a parser callback to stop parsing; httptools re-raises it wrapped."""
+
 
 class BoundedHeadersProtocol(HttpToolsProtocol):
     max_header_bytes = 16_384
+    on_refused: Callable[[int], None] | None = None  # called with 400 or 431
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._header_bytes = 0
+        self._header_bytes = 0  # exact: URL + complete header lines of the current request
+        self._pending_read_bytes = 0  # upper bound: whole reads while headers are incomplete
         self._headers_pending = False
+        self._refused = False
 
     @classmethod
-    def with_limit(cls, max_header_bytes: int) -> type[BoundedHeadersProtocol]:
-        return type(cls.__name__, (cls,), {"max_header_bytes": max_header_bytes})
+    def with_limit(
+        cls, max_header_bytes: int, on_refused: Callable[[int], None] | None = None
+    ) -> type[BoundedHeadersProtocol]:
+        hook = None if on_refused is None else staticmethod(on_refused)
+        return type(
+            cls.__name__, (cls,), {"max_header_bytes": max_header_bytes, "on_refused": hook}
+        )
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         super().data_received(data)
-        if self._headers_pending:
-            self._header_bytes += len(data)
-            if self._header_bytes > self.max_header_bytes:
+        if self._headers_pending and not self._refused:
+            self._pending_read_bytes += len(data)
+            if self._pending_read_bytes > self.max_header_bytes:
                 self._refuse()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._headers_pending = True
         self._header_bytes = 0
+        self._pending_read_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)  # ": " and CRLF
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._headers_pending = False
         super().on_headers_complete()
 
+    def _count(self, size: int) -> None:
+        self._header_bytes += size
+        if self._header_bytes > self.max_header_bytes:
+            self._refused = True
+            # uvicorn catches the parser's error and calls send_400_response, which answers 431
+            # below; raising stops the parser before on_headers_complete starts the app.
+            raise HeadersTooLarge
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn logs "Invalid HTTP request received." before it gets here; the answer is ours.
+        if self._refused:
+            self._refuse()
+        else:
+            self._answer(400, "malformed HTTP request (request line, headers or body framing)")
+
     def _refuse(self) -> None:
         self._headers_pending = False
-        body = json.dumps(
-            {"detail": f"request headers exceed the limit of {self.max_header_bytes} bytes"}
-        ).encode()
+        self._refused = True
+        self._answer(431, f"request headers exceed the limit of {self.max_header_bytes} bytes")
+
+    def _answer(self, status: int, detail: str) -> None:
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete and not self._headers_pending:
+            # A broken body of a request the app is handling: the app sees a disconnect, and
+            # the metrics middleware counts this status for it (one request, one count).
+            cycle.scope.setdefault("state", {})[REFUSED_STATUS] = status
+        elif self.on_refused is not None:
+            self.on_refused(status)
+        body = json.dumps({"detail": detail}).encode()
         self.transport.write(
             b"".join(
                 [
-                    STATUS_LINE[431],
+                    STATUS_LINE[status],
                     b"content-type: application/json\r\n",
                     b"content-length: " + str(len(body)).encode() + b"\r\n",
                     b"connection: close\r\n\r\n",

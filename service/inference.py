@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from machinery.modelcard import ModelCard
+from machinery.modelcard import ModelCard, OutputSpec, ValueOutput
 from service.drift import DriftTracker
 from service.preprocessing import ImagePreprocessor
 
@@ -22,10 +22,14 @@ class InvalidModel(Exception):
 
 @dataclass(frozen=True)
 class Prediction:
+    """A classifier's answer (``labels``, ``probabilities``, ``class_indices``) or a
+    regressor's (``values``, rows × the card's output width; the class fields are empty)."""
+
     labels: list[str]
     probabilities: npt.NDArray[np.float32]  # rows × classes
     class_indices: npt.NDArray[np.int64]
     seconds: float  # ONNX Runtime's run() alone
+    values: npt.NDArray[np.float32] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class LoadedModel:
         """Build the session and prove it answers: a warm-up prediction runs before any switch."""
         try:
             n_features = card.n_features
+            if isinstance(card.output, ValueOutput):
+                _ = card.output.width  # a dynamic output axis: refused here, not per request
         except ValueError as exc:
             raise InvalidModel(f"model card: {exc}") from None
         options = ort.SessionOptions()
@@ -67,7 +73,7 @@ class LoadedModel:
         outputs = {o.name for o in session.get_outputs()}
         if card.input.name not in inputs:
             raise InvalidModel(f"model has no input {card.input.name!r} (has {sorted(inputs)})")
-        missing = {card.output.label, card.output.probabilities} - outputs
+        missing = set(_output_names(card)) - outputs
         if missing:
             raise InvalidModel(f"model lacks outputs {sorted(missing)} (has {sorted(outputs)})")
         preprocessor = None
@@ -82,7 +88,7 @@ class LoadedModel:
             session=session,
             preprocessor=preprocessor,
             n_features=n_features,
-            drift=DriftTracker(len(card.labels), card.reference),
+            drift=DriftTracker(len(card.labels), card.reference, task=card.task),
             _label_of=_label_lookup(card.labels),
         )
         model.warm_up()
@@ -95,6 +101,8 @@ class LoadedModel:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure here means "do not switch"
             raise InvalidModel(f"warm-up prediction failed: {_first_line(exc)}") from None
+        if prediction.values is not None:
+            return  # ``_values`` checked the width
         if prediction.probabilities.shape != (1, len(self.card.labels)):
             raise InvalidModel(
                 f"probabilities have shape {prediction.probabilities.shape}, expected"
@@ -104,11 +112,15 @@ class LoadedModel:
     def predict(self, rows: npt.NDArray[np.float32]) -> Prediction:
         dtype = _DTYPES[self.card.input.dtype]
         feed = rows if rows.dtype == dtype else rows.astype(dtype)
+        output = self.card.output
         started = time.perf_counter()
-        label_out, proba_out = self.session.run(
-            [self.card.output.label, self.card.output.probabilities], {self.card.input.name: feed}
-        )
+        results = self.session.run(_output_names(self.card), {self.card.input.name: feed})
         seconds = time.perf_counter() - started
+        if isinstance(output, ValueOutput):
+            values = self._values(results[0], len(rows), output)
+            empty = np.empty((len(rows), 0), dtype=np.float32)
+            return Prediction([], empty, np.full(len(rows), -1, np.int64), seconds, values)
+        label_out, proba_out = results
         labels: list[str] = []
         indices = np.empty(len(label_out), dtype=np.int64)
         for i, raw in enumerate(label_out.tolist()):
@@ -117,11 +129,30 @@ class LoadedModel:
             indices[i] = index
         return Prediction(labels, np.asarray(proba_out, dtype=np.float32), indices, seconds)
 
+    @staticmethod
+    def _values(raw: object, n_rows: int, output: ValueOutput) -> npt.NDArray[np.float32]:
+        values = np.asarray(raw, dtype=np.float32)
+        width = output.width
+        if values.size != n_rows * width:
+            raise InvalidModel(
+                f"output {output.name!r} has shape {values.shape}, expected ({n_rows}, {width})"
+                " as the card's output shape says"
+            )
+        return values.reshape(n_rows, width)
+
     def _resolve(self, raw: object) -> tuple[str, int]:
         found = self._label_of.get(raw)
         if found is None:
             raise InvalidModel(f"model returned label {raw!r}, not one of the card's labels")
         return found
+
+
+def _output_names(card: ModelCard) -> list[str]:
+    """The ONNX outputs a prediction reads: label + probabilities, or the value output."""
+    output = card.output
+    if isinstance(output, OutputSpec):
+        return [output.label, output.probabilities]
+    return [output.name]
 
 
 def _label_lookup(labels: list[str]) -> dict[object, tuple[str, int]]:

@@ -18,11 +18,15 @@ from service.container import Container
 from service.decoding import ImageDecoder
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.preprocessing import disable_pillow_bomb_guard
-from service.routes import health, models, predict
+from service.routes import health, models, predict, v2
 from service.schemas import SwapRequest, instances_schema
+from service.v2_schema import v2_request_schema
 from service.settings import Settings
 
-_SECURED = {"/predict", "/get_experiment_metas", "/replace_ml_model"}
+_V2_MODEL_PATHS = {
+    path for route in v2.router.routes if (path := getattr(route, "path", "")).startswith("/v2/m")
+}
+_SECURED = {"/predict", "/get_experiment_metas", "/replace_ml_model"} | _V2_MODEL_PATHS
 _ADMIN_ONLY = {"/replace_ml_model"}
 _WITH_BODY = {"/predict", "/replace_ml_model"}
 
@@ -73,7 +77,12 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     # after trying the docs routes, ~18 µs a request (in-process, a tabular /predict: 144 →
     # 125 µs; bench/service.py). The routers only group the routes by module here: no prefix,
     # no router-level dependencies, so nothing of an include is lost.
-    routes = [*predict.router.routes, *models.router.routes, *health.router.routes]
+    routes = [
+        *predict.router.routes,
+        *v2.router.routes,
+        *models.router.routes,
+        *health.router.routes,
+    ]
     app.router.routes[:0] = routes
     # Every route, not only /predict (which enforces the same limit while it reads): no body on
     # any endpoint is buffered past this size. Added first, so it runs inside the metrics.
@@ -91,7 +100,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     container: Container = app.state.container
     settings = container.settings()
     model = container.model_store().current
-    key = None if model is None else (model.n_features, model.preprocessor is not None)
+    # The V2 routes name the served card and tag: rebuilt on every swap (tags are immutable).
+    key = None if model is None else model.tag
     cached: tuple[object, dict[str, Any]] | None = getattr(app.state, "openapi_cache", None)
     if cached is not None and cached[0] == key:
         return cached[1]
@@ -107,6 +117,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schemas = schema["components"].setdefault("schemas", {})
     schemas["Instances"] = instances_schema(n_features, settings.max_batch_rows)
     schemas["SwapRequest"] = SwapRequest.model_json_schema()
+    schemas["V2Error"] = v2.V2_ERROR_SCHEMA
+    schemas["V2InferenceRequest"] = v2_request_schema(model.card if model else None)
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
@@ -118,6 +130,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             if path in _WITH_BODY:
                 responses.setdefault("400", {"description": "invalid Content-Length header"})
                 responses.setdefault("413", {"description": "request body over the limit"})
+    if model is not None:
+        _served_v2_names(schema, model.card.name, model.tag)
     if model is not None and model.preprocessor is None:
         # This model takes JSON rows only (its card has no image preprocessing).
         operation = schema["paths"]["/predict"]["post"]
@@ -128,3 +142,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         }
     app.state.openapi_cache = (key, schema)
     return schema
+
+
+def _served_v2_names(schema: dict[str, Any], name: str, tag: str) -> None:
+    """The V2 routes' ``{name}`` and ``{version}`` as the served card and tag: any other is a
+    documented 404."""
+    for path in _V2_MODEL_PATHS:
+        for operation in schema["paths"].get(path, {}).values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "path":
+                    value = name if parameter["name"] == "name" else tag
+                    parameter["schema"] = {**parameter["schema"], "enum": [value]}

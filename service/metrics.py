@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client import (
     CollectorRegistry,
@@ -58,6 +58,8 @@ DRIFT_INTENSITY_PSI = "mlops_drift_intensity_psi"
 DRIFT_SAMPLES = "mlops_drift_samples"
 DRIFT_FEATURE_PSI = "mlops_drift_feature_psi"
 DRIFT_FEATURE_PSI_MAX = "mlops_drift_feature_psi_max"
+DRIFT_OUTPUT_PSI = "mlops_drift_output_psi"
+PREDICTED_VALUE = "mlops_predicted_value"
 
 METRIC_NAMES: frozenset[str] = frozenset(
     {
@@ -75,6 +77,8 @@ METRIC_NAMES: frozenset[str] = frozenset(
         DRIFT_SAMPLES,
         DRIFT_FEATURE_PSI,
         DRIFT_FEATURE_PSI_MAX,
+        DRIFT_OUTPUT_PSI,
+        PREDICTED_VALUE,
     }
 )
 
@@ -158,6 +162,17 @@ class Metrics:
         )
         self.drift_feature_psi_max.set_function(self._feature_psi_max)
         r.register(_FeaturePsi(self))
+        self.drift_output_psi = Gauge(
+            DRIFT_OUTPUT_PSI,
+            "PSI of the model's outputs vs the card's training statistics, since the model was"
+            " loaded: predicted classes (classification) or binned predicted values"
+            " (regression).",
+            registry=r,
+        )
+        self._value_histogram: Callable[[], tuple[list[float], list[float], float] | None] = (
+            lambda: None
+        )
+        r.register(_PredictedValues(self))
         # Resolving a labelled child costs a dict lookup plus a lock; the hot path reuses them.
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self._label_children: dict[str, Counter] = {}
@@ -176,6 +191,11 @@ class Metrics:
             self._request_children[key] = children
         children[0].inc()
         children[1].observe(seconds)
+
+    def observe_unparsed(self, status: int) -> None:
+        """A request the HTTP protocol refused before the app saw it (431, or 400 for bad
+        framing): no route, no method, no time worth measuring."""
+        self.observe_request("unmatched", "OTHER", status, 0.0)
 
     def observe_inference(self, kind: str, seconds: float) -> None:
         child = self._inference_children.get(kind)
@@ -208,6 +228,15 @@ class Metrics:
         self._feature_psi = feature_psi
         self._max_feature_series = max_series
 
+    def watch_outputs(
+        self,
+        output_psi: Callable[[], float],
+        value_histogram: Callable[[], tuple[list[float], list[float], float] | None],
+    ) -> None:
+        """Output drift and a regressor's predicted-value histogram, read at scrape time."""
+        self.drift_output_psi.set_function(output_psi)
+        self._value_histogram = value_histogram
+
     def _feature_psi_max(self) -> float:
         values = [v for _, v in self._feature_psi() if not math.isnan(v)]
         return max(values) if values else math.nan
@@ -236,3 +265,32 @@ class _FeaturePsi(Collector):
         for name, value in metrics._feature_psi()[: metrics._max_feature_series]:
             family.add_metric([name[:64]], value)
         yield family
+
+
+class _PredictedValues(Collector):
+    """``mlops_predicted_value``: a regressor's predictions as a histogram whose buckets are the
+    card's training bin edges (so they change with the model, which a fixed ``Histogram``
+    cannot); since the model was loaded. No samples while a classifier is served."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(
+            PREDICTED_VALUE,
+            "Predicted values of a regression model, bucketed at its card's training deciles,"
+            " since the model was loaded.",
+        )
+        found = self._metrics._value_histogram()
+        if found is not None:
+            bounds, cumulative, total = found
+            family.add_metric(
+                [],
+                [(_bound(b), c) for b, c in zip(bounds, cumulative)],
+                sum_value=total,
+            )
+        yield family
+
+
+def _bound(value: float) -> str:
+    return "+Inf" if math.isinf(value) else repr(float(value))

@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.http_protocol import REFUSED_STATUS
 from service.metrics import Metrics
 from service.uploads import TooLarge, too_large_message
 
@@ -25,7 +27,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500
+        status = 0  # no response started yet
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -35,7 +37,14 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            # The client went away mid-body (an aborted upload, or a body the server's parser
+            # refused and already answered 400 to): nobody is left to answer, and it is not a
+            # server error. Counted as nginx's 499 "client closed request", never a 500 that
+            # pages on-call (High5xxRatio), and not logged as "Exception in ASGI application".
+            status = status or scope.get("state", {}).get(REFUSED_STATUS, 499)
         finally:
+            status = status or 500  # an exception before any response: Starlette answers 500
             route = scope.get("route") or self._match(scope)
             # The route template, never the raw path: label cardinality stays bounded.
             name = getattr(route, "path", None) or "unmatched"
@@ -74,7 +83,9 @@ class BodyLimitMiddleware:
                 break
         if declared is not None:
             if declared.isdigit() and int(declared) > self.limit:
-                response = JSONResponse({"detail": too_large_message(self.limit)}, 413)
+                # The Open Inference Protocol's error body is {"error": ...}.
+                key = "error" if scope["path"].startswith("/v2") else "detail"
+                response = JSONResponse({key: too_large_message(self.limit)}, 413)
                 await response(scope, receive, send)
                 return
             await self.app(scope, receive, send)  # within the limit: the server enforces it

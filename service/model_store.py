@@ -34,6 +34,7 @@ from machinery.registry import (
     IntegrityError,
     InvalidMeta,
     Listing,
+    ObjectTooLarge,
     Registry,
     RegistryError,
     RegistryUnavailable,
@@ -110,6 +111,7 @@ class ModelStore:
         self._first_loaded = asyncio.Event()
         metrics.watch_drift(self._class_psi, self._intensity_psi, self._samples)
         metrics.watch_feature_drift(self._feature_psi, MAX_FEATURE_SERIES)
+        metrics.watch_outputs(self._output_psi, self._value_histogram)
 
     @property
     def current(self) -> LoadedModel | None:
@@ -269,7 +271,8 @@ class ModelStore:
         workdir = self.settings.model_cache_dir / f"{tag}.{uuid.uuid4().hex[:8]}"
         try:
             workdir.mkdir(parents=True, exist_ok=True)
-            path = self._call(lambda: self.registry.download(tag, workdir))
+            limit = self.settings.max_model_bytes
+            path = self._call(lambda: self.registry.download(tag, workdir, limit))
             actual = sha256_file(path)
             if actual != meta.sha256:
                 raise ChecksumMismatch(
@@ -277,7 +280,9 @@ class ModelStore:
                 )
             model_bytes = path.read_bytes()
         except OSError as exc:
-            raise RegistryDown(f"cannot stage the model in {workdir}: {exc}") from None
+            log.warning("cannot stage the model in %s: %s", workdir, exc)
+            detail = exc.strerror or type(exc).__name__
+            raise RegistryDown(f"cannot stage the model in <model cache>: {detail}") from None
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         try:
@@ -300,26 +305,59 @@ class ModelStore:
 
     def experiments(self) -> Listing:
         """Blocking: every published tag, newest first, and the unreadable ones apart."""
-        return self._call(self.registry.listing)
+        listing = self._call(self.registry.listing)
+        if not listing.models and not listing.invalid:
+            self._must_have_models()
+        entries = [e.model_copy(update={"error": self._public(e.error)}) for e in listing.invalid]
+        return listing.model_copy(update={"invalid": entries})
+
+    def _must_have_models(self) -> None:
+        """A registry with no ``models/`` at all is an empty or unmounted volume (or a wrong
+        prefix), not "nothing published yet" that a client could act on: 503, never 200 ``[]``
+        or a 404 for a tag that may well exist in the registry meant."""
+        if not self._call(lambda: self.registry.store.children("models")):
+            raise RegistryDown(
+                "registry unavailable: it has no models/ (an empty or unmounted volume, or a"
+                " wrong prefix?)"
+            )
+
+    def _public(self, text: str) -> str:
+        """A message as any token holder may read it: the registry's location (an absolute
+        server path, or a bucket and prefix) and the model cache's path are named, not shown.
+        The whole message goes to the log for operators."""
+        public = text.replace(self.registry.location, "<registry>")
+        public = public.replace(str(self.settings.model_cache_dir), "<model cache>")
+        if public != text:
+            log.info("%s", text)
+        return public
 
     def _call(self, func: Callable[[], T]) -> T:
-        """Registry errors become swap errors with an HTTP status and a metric reason."""
+        """Registry errors become swap errors with an HTTP status and a metric reason; their
+        messages name tags and aliases, never a server path (``_public``)."""
         try:
             return func()
         except TagNotFound as exc:
-            raise UnknownTag(str(exc)) from None
+            self._must_have_models()
+            raise UnknownTag(self._public(str(exc))) from None
         except AliasNotFound as exc:
             raise UnknownTag(
-                f"alias {self.settings.model_alias!r} is not set in the registry ({exc})"
+                f"alias {self.settings.model_alias!r} is not set in the registry"
+                f" ({self._public(str(exc))})"
             ) from None
         except IntegrityError as exc:
-            raise ChecksumMismatch(str(exc)) from None
+            raise ChecksumMismatch(self._public(str(exc))) from None
+        except ObjectTooLarge as exc:
+            raise ModelRejected(
+                f"model.onnx is {exc.size} bytes, over MLOPS_MAX_MODEL_BYTES ({exc.limit})"
+            ) from None
         except InvalidMeta as exc:
-            raise ModelRejected(str(exc)) from None
+            raise ModelRejected(self._public(str(exc))) from None
         except RegistryUnavailable as exc:
-            raise RegistryDown(f"registry unavailable: {exc}") from None
+            log.warning("registry unavailable: %s", exc)
+            raise RegistryDown(f"registry unavailable: {self._public(str(exc))}") from None
         except RegistryError as exc:
-            raise RegistryDown(f"registry error: {exc}") from None
+            log.warning("registry error: %s", exc)
+            raise RegistryDown(f"registry error: {self._public(str(exc))}") from None
 
     @staticmethod
     async def _run(func: Callable[[], T]) -> T:
@@ -338,6 +376,14 @@ class ModelStore:
     def _feature_psi(self) -> list[tuple[str, float]]:
         model = self._current
         return model.drift.feature_psi() if model else []
+
+    def _output_psi(self) -> float:
+        model = self._current
+        return model.drift.output_psi() if model else float("nan")
+
+    def _value_histogram(self) -> tuple[list[float], list[float], float] | None:
+        model = self._current
+        return model.drift.value_histogram() if model else None
 
     def _samples(self) -> float:
         model = self._current

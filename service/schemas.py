@@ -48,6 +48,23 @@ class BatchPredictResponse(BaseModel):
     model_tag: str
 
 
+class ValueResponse(BaseModel):
+    """A regression model's answer to an upload: its value (a list when the card's output
+    holds several per row; ``null`` if not finite)."""
+
+    value: float | list[float | None] | None
+    model_tag: str
+
+
+class RowValue(BaseModel):
+    value: float | list[float | None] | None
+
+
+class BatchValueResponse(BaseModel):
+    predictions: list[RowValue]
+    model_tag: str
+
+
 class ExperimentMeta(BaseModel):
     tag: str
     commit: str
@@ -57,6 +74,7 @@ class ExperimentMeta(BaseModel):
     data_version: str
     sha256: str
     estimator: str
+    task: str
     active: bool
 
 

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Field(
         Path("/tmp/mlops-model-cache"), description="Writable dir for downloads (emptyDir in k8s)."
     )
+    max_model_bytes: int = Field(
+        1_000_000_000,
+        gt=0,
+        description="Largest model.onnx a swap downloads (refused with 422 before any byte is"
+        " written); keep it below the model cache's size (its emptyDir sizeLimit in k8s), so a"
+        " big model is refused instead of getting the pod evicted.",
+    )
     first_load_wait_seconds: float = Field(
         5.0,
         ge=0.0,

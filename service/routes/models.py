@@ -47,6 +47,7 @@ async def get_experiment_metas(principal: PredictPrincipal, store: StoreDep) -> 
                 data_version=m.data_version,
                 sha256=m.sha256,
                 estimator=m.card.estimator,
+                task=m.card.task,
                 active=m.tag == active,
             )
             for m in listing.models

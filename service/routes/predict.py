@@ -15,7 +15,12 @@ from service.deps import require_predict, store_of
 from service.inference import LoadedModel, Prediction
 from service.metrics import Metrics
 from service.preprocessing import ImageRejected
-from service.schemas import BatchPredictResponse, PredictResponse
+from service.schemas import (
+    BatchPredictResponse,
+    BatchValueResponse,
+    PredictResponse,
+    ValueResponse,
+)
 from service.settings import Settings
 from service.uploads import read_body, read_first_file
 
@@ -33,11 +38,12 @@ IMAGE_BODIES: dict[str, Any] = {
         "schema": {
             "type": "object",
             "required": ["file"],
-            "properties": {"file": {"type": "string", "format": "binary"}},
+            # minLength: an empty file is refused (422 "empty image"); the schema says so.
+            "properties": {"file": {"type": "string", "format": "binary", "minLength": 1}},
         },
         "encoding": {"file": {"contentType": ", ".join(_IMAGE_TYPES)}},
     },
-    **{t: {"schema": {"type": "string", "format": "binary"}} for t in _IMAGE_TYPES},
+    **{t: {"schema": {"type": "string", "format": "binary", "minLength": 1}} for t in _IMAGE_TYPES},
 }
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
@@ -54,7 +60,7 @@ def _expected_shape(model: LoadedModel, max_rows: int) -> str:
 @router.post(
     "/predict",
     summary="Predict from an image upload or a batch of feature vectors",
-    response_model=PredictResponse | BatchPredictResponse,
+    response_model=PredictResponse | BatchPredictResponse | ValueResponse | BatchValueResponse,
     responses={
         401: {"description": "missing or invalid bearer token"},
         403: {"description": "token lacks scope 'predict'"},
@@ -191,10 +197,24 @@ async def _predict(
         prediction = await anyio.to_thread.run_sync(model.predict, rows)
     # ONNX Runtime's run() alone (timed in ``LoadedModel.predict``), as the metric says.
     metrics.observe_inference(kind, prediction.seconds)
+    if prediction.values is not None:
+        # A regressor: the values feed the predicted-value histogram and the output drift.
+        model.drift.observe_values(prediction.values, rows)
+        return prediction
     for label in prediction.labels:
         metrics.count_label(label)
     model.drift.observe(prediction.class_indices, rows)
     return prediction
+
+
+def _value(row: npt.NDArray[np.float32]) -> float | None | list[float | None]:
+    """One row's value (a list when the card's output has several per row), written as the
+    shortest decimal that is the same float32 (``202.25835``, not ``202.2583465576172``); a
+    non-finite value (a model overflowing on extreme input) is ``null``, never invalid JSON."""
+    clean: list[float | None] = [float(str(v)) if np.isfinite(v) else None for v in row]
+    if len(clean) == 1:
+        return clean[0]
+    return clean
 
 
 def _rounded(probabilities: npt.NDArray[np.float32]) -> list[list[float]]:
@@ -205,6 +225,8 @@ def _rounded(probabilities: npt.NDArray[np.float32]) -> list[list[float]]:
 
 
 def _single_payload(prediction: Prediction, model: LoadedModel) -> dict[str, Any]:
+    if prediction.values is not None:
+        return {"value": _value(prediction.values[0]), "model_tag": model.tag}
     return {
         "label": prediction.labels[0],
         "probabilities": dict(zip(model.card.labels, _rounded(prediction.probabilities[:1])[0])),
@@ -213,6 +235,11 @@ def _single_payload(prediction: Prediction, model: LoadedModel) -> dict[str, Any
 
 
 def _batch_payload(prediction: Prediction, model: LoadedModel) -> dict[str, Any]:
+    if prediction.values is not None:
+        return {
+            "predictions": [{"value": _value(row)} for row in prediction.values],
+            "model_tag": model.tag,
+        }
     labels = model.card.labels
     return {
         "predictions": [

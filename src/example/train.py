@@ -7,14 +7,11 @@ inside the ONNX graph too.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from skl2onnx import to_onnx
-from skl2onnx.common.data_types import FloatTensorType
 from sklearn.base import ClassifierMixin
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
@@ -26,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from example.data import load_data_version, load_split
 from machinery.errors import exits_cleanly
+from machinery.export import to_onnx
 from machinery.modelcard import (
     MODEL_FILENAME,
     ImagePreprocessing,
@@ -109,16 +107,7 @@ def build_estimator(params: TrainParams) -> Pipeline:
 
 
 def export_onnx(pipeline: Pipeline, path: Path) -> None:
-    with warnings.catch_warnings():
-        # skl2onnx reads SVC's deprecated probA_/probB_ attributes; nothing for us to change.
-        warnings.simplefilter("ignore", FutureWarning)
-        onx = to_onnx(
-            pipeline,
-            initial_types=[(INPUT_NAME, FloatTensorType([None, N_FEATURES]))],
-            options={id(pipeline.steps[-1][1]): {"zipmap": False}},
-            target_opset={"": 17, "ai.onnx.ml": 3},
-        )
-    write_onnx(onx, path)
+    write_onnx(to_onnx(pipeline, N_FEATURES, input_name=INPUT_NAME), path)
 
 
 def reference_stats(X: np.ndarray, y: np.ndarray, n_classes: int) -> Reference:
@@ -145,6 +134,7 @@ def train(params: TrainParams, out_dir: Path = OUT_DIR) -> ModelCard:
     export_onnx(pipeline, model_path)
     labels = [str(c) for c in pipeline.classes_]
     card = ModelCard(
+        task="classification",
         name="digits-classifier",
         estimator=params.estimator,
         input=TensorSpec(name=INPUT_NAME, shape=[None, N_FEATURES], dtype="float32"),

@@ -59,6 +59,7 @@ COMMANDS: dict[str, Lazy] = {
         "machinery.comment.cli:comment", "Post or update the sticky PR report comment."
     ),
     "deploy": Lazy("machinery.deploy.cli:app", "GitOps: bump an overlay's image, promote."),
+    "doctor": Lazy("machinery.doctor.cli:doctor", "Check every CI setting against the real thing."),
     "image": Lazy("machinery.image.cli:app", "Build, push and describe the inference image."),
     "offload": Lazy(
         "machinery.slurm.command:offload", "Run a stage's command on Slurm.", OFFLOAD_OPTIONS

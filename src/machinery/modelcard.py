@@ -15,14 +15,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from machinery.errors import UserError
 from machinery.files import sha256_file as sha256_file  # re-exported: callers read cards
 
 CARD_FILENAME = "model_card.json"
 MODEL_FILENAME = "model.onnx"
-SCHEMA_VERSION = 1
+# 2: the card names its ``task``; a regression card has no labels and names its value output.
+SCHEMA_VERSION = 2
+Task = Literal["classification", "regression"]
+REGENERATE = "re-run train (`make run`, or `dvc repro train`) to write a current card"
 
 
 class _Strict(BaseModel):
@@ -55,23 +58,47 @@ class ImagePreprocessing(_Strict):
 
 
 class OutputSpec(_Strict):
-    """Names of the ONNX outputs holding the label and the class probabilities."""
+    """A classifier's outputs: names of the ONNX outputs holding the label and the class
+    probabilities."""
 
     label: str = "label"
     probabilities: str = "probabilities"
 
 
+class ValueOutput(_Strict):
+    """A regressor's output: the ONNX output holding the predicted values, its shape (``None``
+    for the batch axis; ``[None, 1]`` is one value per row, as skl2onnx writes it) and dtype."""
+
+    name: str = "variable"
+    shape: list[int | None] = [None, 1]
+    dtype: Literal["float32", "float64"] = "float32"
+
+    @property
+    def width(self) -> int:
+        """Values per row: the product of the non-batch dimensions (1 for ``[None]``)."""
+        n = 1
+        for dim in self.shape[1:]:
+            if dim is None:
+                raise ValueError("only the batch axis of the output may be dynamic")
+            n *= dim
+        return n
+
+
 class Reference(_Strict):
     """Training-data statistics the service compares live traffic against (drift).
 
-    ``intensity_*``: a histogram of each row's mean value (image models; empty = no such
-    signal). ``feature_*`` (optional, any model, the input-drift signal of tabular ones): per
-    input feature, bin edges (k + 1 increasing numbers, k may differ per feature; an empty
-    list skips that feature) and the training share of rows in each bin. Cards written
-    before these fields existed stay valid.
+    ``class_frequencies``: the training share of each label (classification). ``output_*``:
+    a histogram of the model's predicted values on its training rows (regression: k + 1 bin
+    edges, k shares; see ``value_statistics``). ``intensity_*``: a histogram of each row's
+    mean value (image models; empty = no such signal). ``feature_*`` (optional, any model, the
+    input-drift signal of tabular ones): per input feature, bin edges (k + 1 increasing
+    numbers, k may differ per feature; an empty list skips that feature) and the training share
+    of rows in each bin. Empty or missing statistics mean no such signal.
     """
 
-    class_frequencies: list[float]
+    class_frequencies: list[float] = []
+    output_bins: list[float] = []
+    output_frequencies: list[float] = []
     intensity_bins: list[float] = []
     intensity_frequencies: list[float] = []
     feature_names: list[str] | None = None
@@ -80,13 +107,18 @@ class Reference(_Strict):
 
 
 class ModelCard(_Strict):
+    """What a model is and how to call it. ``task`` decides the rest: a classification card
+    lists its ``labels`` and names label + probabilities outputs (``OutputSpec``); a regression
+    card has no labels and names its value output (``ValueOutput``)."""
+
     schema_version: int = SCHEMA_VERSION
+    task: Task
     name: str
     estimator: str
     input: TensorSpec
-    output: OutputSpec = OutputSpec()
+    output: OutputSpec | ValueOutput = OutputSpec()
     preprocessing: ImagePreprocessing | None = None
-    labels: list[str]
+    labels: list[str] = []
     params: dict[str, Any]
     data_version: str
     code_commit: str
@@ -94,6 +126,36 @@ class ModelCard(_Strict):
     onnx_sha256: str
     created: datetime
     reference: Reference | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _current_schema(cls, data: Any) -> Any:
+        """An old card fails with what is missing and how to get a new one, in one line."""
+        if not isinstance(data, dict):
+            return data
+        if "task" not in data:
+            version = data.get("schema_version", 1)
+            raise ValueError(
+                f"model card schema_version {version} has no 'task' field (classification or"
+                f" regression; schema_version {SCHEMA_VERSION} needs it): {REGENERATE}"
+            )
+        if data["task"] == "regression" and "output" not in data:
+            data = {**data, "output": ValueOutput().model_dump()}
+        return data
+
+    @model_validator(mode="after")
+    def _fits_task(self) -> ModelCard:
+        if self.task == "classification":
+            if not self.labels:
+                raise ValueError("a classification card lists its labels")
+            if not isinstance(self.output, OutputSpec):
+                raise ValueError("a classification card's output names label and probabilities")
+        else:
+            if self.labels:
+                raise ValueError("a regression card has no labels (task: regression)")
+            if not isinstance(self.output, ValueOutput):
+                raise ValueError("a regression card's output names its value: name, shape, dtype")
+        return self
 
     @property
     def n_features(self) -> int:
@@ -128,6 +190,16 @@ def feature_statistics(rows: Any, n_bins: int = 10) -> tuple[list[list[float]], 
         edges_out.append([round(float(e), 6) for e in edges])
         freqs_out.append([round(float(c) / len(column), 6) for c in counts])
     return edges_out, freqs_out
+
+
+def value_statistics(values: Any, n_bins: int = 10) -> tuple[list[float], list[float]]:
+    """Decile edges of a regressor's predicted ``values`` on its training rows and the share
+    in each bin, for ``Reference.output_bins``/``output_frequencies``: the service's output
+    histogram and output drift compare live predictions with these."""
+    import numpy as np
+
+    bins, freqs = feature_statistics(np.asarray(values, dtype=np.float64).reshape(-1, 1), n_bins)
+    return bins[0], freqs[0]
 
 
 def code_commit() -> str:
@@ -201,8 +273,17 @@ def read_card(path: Path) -> ModelCard:
         raise UserError(f"{path}: model card not found")
     try:
         return ModelCard.model_validate_json(path.read_bytes())
-    except ValueError as exc:
-        raise UserError(f"{path}: not a valid model card ({str(exc).splitlines()[0]})") from None
+    except ValidationError as exc:
+        raise UserError(f"{path}: not a valid model card ({first_error(exc)})") from None
+
+
+def first_error(exc: ValidationError) -> str:
+    """The first validation error as one line: where, then why (pydantic's ``Value error, ``
+    prefix dropped: the card's own checks already say what is wrong)."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def verify_model(model_path: Path, card: ModelCard) -> None:

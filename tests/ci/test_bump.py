@@ -22,11 +22,11 @@ STAGING = "k8s/overlays/staging/kustomization.yaml"
 IMAGE = ImageRef("127.0.0.1:5000/group/project/inference", "sha256:" + "cd" * 32)
 
 
-def _bump(cwd: Path, image: ImageRef, commit: str) -> subprocess.CompletedProcess[str]:
+def _bump(cwd: Path, image: ImageRef, commit: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [MLOPS, "deploy", "bump", "--env", "staging", "--image", str(image), "--commit", commit],
         cwd=cwd,
-        env=git_env(),
+        env=git_env(**{"IMAGE_NAME": IMAGE.name, **env}),
         capture_output=True,
         text=True,
     )
@@ -140,3 +140,30 @@ def test_the_token_goes_in_a_header_through_the_environment_never_argv() -> None
     assert push_target(forgejo)[0] == "https://fj.example.org/o/r.git"
     assert skip_ci_push_options("https://fj.example.org/o/r.git", forgejo) == []
     assert push_target({})[0] == "origin"  # no token: the runner's own checkout remote
+
+
+@pytest.mark.parametrize(
+    ("image", "env", "says"),
+    [
+        # Another registry, another repository on ours, a look-alike path: all refused.
+        (ImageRef("evil.example.com/x", IMAGE.digest), {}, "evil.example.com/x is not"),
+        (ImageRef("127.0.0.1:5000/group/other", IMAGE.digest), {}, "group/other is not"),
+        (ImageRef(IMAGE.name + "-evil", IMAGE.digest), {}, "inference-evil is not"),
+        # GitLab's own registry when IMAGE_NAME is unset: CI_REGISTRY_IMAGE/inference.
+        (IMAGE, {"IMAGE_NAME": "", "CI_REGISTRY_IMAGE": "127.0.0.1:5000/g/p"}, "CI_REGISTRY_IMAGE"),
+        # Nothing configured: nothing to compare with, so nothing is deployed.
+        (IMAGE, {"IMAGE_NAME": ""}, "set IMAGE_NAME"),
+    ],
+)
+def test_bump_refuses_an_image_from_outside_the_configured_repository(
+    tmp_path: Path, image: ImageRef, env: dict[str, str], says: str
+) -> None:
+    origin = make_origin(tmp_path)
+    job = origin.clone(tmp_path / "job")
+    head = origin.head()
+    done = _bump(job, image, git(job, "rev-parse", "HEAD"), **env)
+    assert done.returncode in (2, 3), done.stdout + done.stderr
+    assert done.returncode == (2 if says == "set IMAGE_NAME" else 3)
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr
+    assert origin.head() == head and done.stdout == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import shutil
 import subprocess
 import sys
@@ -74,6 +75,7 @@ def test_cli_without_the_inference_entry_says_so_in_one_line(tmp_path: Path) -> 
     done = subprocess.run(
         [MLOPS, "deploy", "bump", "--no-push", "--image", str(REF), "--commit", "c0ffee"],
         cwd=tmp_path,
+        env={**os.environ, "IMAGE_NAME": REF.name},
         capture_output=True,
         text=True,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,6 @@ ENVIRONMENTS = ("staging", "prod")
 # Every deployable kustomization: the two overlays, the Argo CD bootstrap, and an overlay with
 # the optional scale-to-zero component turned on (as docs/deploy.md says to).
 TARGETS = ("staging", "prod", "argocd", "staging+scale-to-zero")
-NODE_TOOLS = REPO / ".local" / "node-tools"
 CHECKOV = REPO / ".local" / "checkov" / "bin" / "checkov"
 CORE_GROUPS = {"v1", "apps/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1"}
 
@@ -52,9 +52,16 @@ def render(target: str) -> list[dict[str, Any]]:
 
 def _with_component(env: str, component: str) -> str:
     """The overlay with ``components: [../../components/<component>]`` added, as a user does."""
-    with tempfile.TemporaryDirectory(dir=K8S / "overlays", prefix=f".{env}-{component}-") as tmp:
-        overlay = yaml.safe_load((K8S / "overlays" / env / "kustomization.yaml").read_text())
-        overlay.setdefault("components", []).append(f"../../components/{component}")
+    overlay = yaml.safe_load((K8S / "overlays" / env / "kustomization.yaml").read_text())
+    return render_overlay(overlay, env, component)
+
+
+def render_overlay(overlay: dict[str, Any], env: str, component: str | None = None) -> str:
+    """Render ``overlay`` (a kustomization) beside the files of ``k8s/overlays/<env>``."""
+    if component is not None:
+        components = [*overlay.get("components", []), f"../../components/{component}"]
+        overlay = {**overlay, "components": components}
+    with tempfile.TemporaryDirectory(dir=K8S / "overlays", prefix=f".{env}-") as tmp:
         for name in os.listdir(K8S / "overlays" / env):
             if name != "kustomization.yaml":
                 shutil.copy(K8S / "overlays" / env / name, tmp)
@@ -70,3 +77,14 @@ def one(docs: list[dict[str, Any]], kind: str, name_prefix: str = "") -> dict[st
     found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].startswith(name_prefix)]
     assert len(found) == 1, f"expected one {kind} {name_prefix}*, got {len(found)}"
     return found[0]
+
+
+_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6}
+_SUFFIXES |= {"G": 10**9, "T": 10**12, "": 1}
+
+
+def quantity(text: str | int) -> int:
+    """A Kubernetes resource quantity in bytes ("1Gi", "64Mi", "500M"); whole numbers only."""
+    match = re.fullmatch(r"([0-9]+)(Ki|Mi|Gi|Ti|k|M|G|T|)", str(text))
+    assert match, f"not a quantity this check understands: {text!r}"
+    return int(match[1]) * _SUFFIXES[match[2]]

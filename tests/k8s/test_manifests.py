@@ -8,25 +8,25 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import pytest
 import yaml
 
+from machinery.deploy.promote import deploy_tag
+from tests.k8s import crd_schema
 from tests.k8s.render import (
     ENVIRONMENTS,
     K8S,
-    NODE_TOOLS,
     REPO,
     TARGETS,
     is_core,
     one,
+    render_overlay,
     tool,
 )
 
 pytestmark = pytest.mark.integration
 
 Docs = dict[str, list[dict[str, Any]]]
-HTTPSO_CRD = Path(__file__).parent / "schemas" / "http.keda.sh_httpscaledobjects.v0.9.0.yaml"
 KUBERNETES_VERSION = "1.33.0"
 
 
@@ -55,11 +55,11 @@ def test_overlay_contract(rendered: Docs, env: str) -> None:
         assert one(docs, kind)["metadata"]["labels"]["release"]
     dashboards = [d for d in docs if d["metadata"].get("labels", {}).get("grafana_dashboard")]
     assert [d["metadata"]["labels"]["grafana_dashboard"] for d in dashboards] == ["1"]
-    # kustomize has no globs: every generated dashboard must be listed in monitoring/.
-    shipped = {p.name for p in (REPO / "monitoring" / "dashboards").glob("*.json")}
+    # kustomize has no globs: every dashboard generated for this env must be listed there.
+    shipped = {p.name for p in (REPO / "monitoring" / "envs" / env).glob("*.json")}
     assert set(dashboards[0]["data"]) == shipped
     for name, text in dashboards[0]["data"].items():
-        assert text == (REPO / "monitoring" / "dashboards" / name).read_text()
+        assert text == (REPO / "monitoring" / "envs" / env / name).read_text()
     assert not [d for d in docs if d["kind"] == "Secret"], "Secrets never live in Git"
 
 
@@ -123,65 +123,43 @@ def _validate(path: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_custom_resources_pass_their_published_schemas(rendered: Docs, tmp_path: Path) -> None:
+def test_custom_resources_pass_their_published_crds_strictly(rendered: Docs) -> None:
     custom = [doc for target in TARGETS for doc in rendered[target] if not is_core(doc)]
-    kinds = {d["kind"] for d in custom}
-    assert kinds == {
-        "Application",
-        "AppProject",
-        "ServiceMonitor",
-        "PrometheusRule",
-        "HTTPScaledObject",
-    }
-    http = [d for d in custom if d["kind"] == "HTTPScaledObject"]
-    models = [d for d in custom if d["kind"] != "HTTPScaledObject"]
+    kinds = {(d["apiVersion"], d["kind"]) for d in custom}
+    assert kinds == crd_schema.kinds()  # every vendored CRD is used, every kind has one
+    for doc in custom:
+        assert crd_schema.errors(doc) == [], f"{doc['kind']}/{doc['metadata']['name']}"
+    # A wrong type still fails (a number where PrometheusRule wants a duration).
     broken = json.loads(json.dumps(one(rendered["prod"], "PrometheusRule")))
-    broken["spec"]["groups"][0]["rules"][0]["for"] = 5  # a number where a duration belongs
-    result = _node_validate(models + [broken], tmp_path)
-    lines = result.stdout.splitlines()
-    assert len(lines) == len(models) + 1
-    assert all(line.startswith("valid ") for line in lines[:-1]), result.stdout
-    assert lines[-1].startswith("INVALID monitoring.coreos.com/v1 PrometheusRule/inference")
-    assert result.returncode == 1
-    for doc in http:
-        _crd_validate(doc)
-    with pytest.raises(jsonschema.ValidationError):
-        _crd_validate({**http[0], "spec": {**http[0]["spec"], "replicas": {"minimum": 0}}})
+    broken["spec"]["groups"][0]["rules"][0]["for"] = 5
+    assert any("rules.0.for" in e for e in crd_schema.errors(broken))
 
 
-def _node_validate(docs: list[dict[str, Any]], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    assert (NODE_TOOLS / "node_modules" / "@kubernetes-models").is_dir(), "make system-deps"
-    data = tmp_path / "custom.json"
-    data.write_text(json.dumps(docs))
-    script = Path(__file__).parent / "validate_crds.mjs"
-    return subprocess.run(
-        ["node", str(script), str(NODE_TOOLS), str(data)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+# A misspelt or invented field in each kind: the API server would prune it silently.
+TYPOS = {
+    "ServiceMonitor": ("spec.endpoints.0", "scrapeTimout", "5s"),
+    "PrometheusRule": ("spec.groups.0.rules.0", "expresion", "up == 0"),
+    "Application": ("spec.syncPolicy", "automatic", {"prune": True}),
+    "AppProject": ("spec", "sourceRepo", ["https://example.com/x.git"]),
+    "InterceptorRoute": ("spec.timeouts", "readyness", "10s"),
+    "ScaledObject": ("spec", "cooldownPeriods", 60),
+}
 
 
-def _crd_validate(doc: dict[str, Any]) -> None:
-    """Against the published CRD's openAPIV3Schema, refusing unknown fields like a strict
-    apply does (a structural schema would prune them silently)."""
-    crd = yaml.safe_load(HTTPSO_CRD.read_text())
-    (version,) = [
-        v for v in crd["spec"]["versions"] if v["name"] == doc["apiVersion"].split("/")[1]
-    ]
-    schema = _closed(version["schema"]["openAPIV3Schema"])
-    schema["properties"]["metadata"] = {"type": "object"}
-    jsonschema.validate(doc, schema)
-
-
-def _closed(schema: dict[str, Any]) -> dict[str, Any]:
-    out = dict(schema)
-    if "properties" in out and not out.get("x-kubernetes-preserve-unknown-fields"):
-        out["properties"] = {k: _closed(v) for k, v in out["properties"].items()}
-        out.setdefault("additionalProperties", False)
-    if isinstance(out.get("items"), dict):
-        out["items"] = _closed(out["items"])
-    return out
+@pytest.mark.parametrize("kind", sorted(TYPOS))
+@pytest.mark.parametrize("where", ["typo", "spec.bogusField"])
+def test_an_unknown_field_fails_for_every_custom_kind(
+    rendered: Docs, kind: str, where: str
+) -> None:
+    (doc,) = [d for t in TARGETS for d in rendered[t] if d["kind"] == kind][:1]
+    broken = json.loads(json.dumps(doc))
+    path, field, value = TYPOS[kind] if where == "typo" else ("spec", "bogusField", 1)
+    node = broken
+    for part in path.split("."):
+        node = node[int(part)] if part.isdigit() else node[part]
+    node[field] = value
+    found = crd_schema.errors(broken)
+    assert any(f"'{field}' was unexpected" in e for e in found), found
 
 
 def test_argocd_project_allows_exactly_what_the_overlays_deploy(rendered: Docs) -> None:
@@ -214,21 +192,74 @@ def test_argocd_project_allows_exactly_what_the_overlays_deploy(rendered: Docs) 
         assert (ignored["kind"], ignored["jsonPointers"]) == ("Deployment", ["/spec/replicas"])
         triggers = {k.split(".")[3] for k in app["metadata"]["annotations"]}
         assert {"on-sync-succeeded", "on-sync-failed"} <= triggers
+    # Staging follows main; prod follows the tag only promotion moves (tests/ci/test_promote.py).
+    assert apps["inference-staging"]["spec"]["source"]["targetRevision"] == "main"
+    assert apps["inference-prod"]["spec"]["source"]["targetRevision"] == deploy_tag("prod")
 
 
 def test_scale_to_zero_component(rendered: Docs) -> None:
+    """The KEDA HTTP add-on's current API: an InterceptorRoute (routing, metric, timeouts) and
+    a ScaledObject we own; clients reach the interceptor; the host is the overlay's value."""
     docs = rendered["staging+scale-to-zero"]
     kinds = {d["kind"] for d in docs}
     assert "HorizontalPodAutoscaler" not in kinds and "PodDisruptionBudget" not in kinds
-    scaled = one(docs, "HTTPScaledObject")
+    assert "HTTPScaledObject" not in kinds  # deprecated since http-add-on v0.14
+    route = one(docs, "InterceptorRoute")
+    scaled = one(docs, "ScaledObject")
+    (service,) = [
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "inference"
+    ]
+    deployment = one(docs, "Deployment")
+    assert route["apiVersion"] == "http.keda.sh/v1beta1"
+    assert route["spec"]["target"] == {
+        "service": service["metadata"]["name"],
+        "port": service["spec"]["ports"][0]["port"],
+    }
+    # The host is what the overlay declares (a ConfigMap kustomize reads and never deploys).
+    overlay = _overlay("staging")
+    (declared,) = [g for g in overlay["configMapGenerator"] if g["name"] == "scale-to-zero"]
+    assert declared["options"]["annotations"]["config.kubernetes.io/local-config"] == "true"
+    assert route["spec"]["rules"] == [{"hosts": [declared["literals"][0].split("=", 1)[1]]}]
+    assert not [d for d in docs if d["metadata"]["name"] == "scale-to-zero"]
+    # A cold start (the image is ready ~2 s after the model loads; the startup probe allows
+    # 300 s for a download) fits the interceptor's wait, and the request budget covers it.
+    timeouts = {k: _seconds(v) for k, v in route["spec"]["timeouts"].items()}
+    assert 60 <= timeouts["readiness"] < timeouts["request"]
+    assert timeouts["responseHeader"] >= 10
     target = scaled["spec"]["scaleTargetRef"]
-    service = one(docs, "Service")
-    assert target["name"] == one(docs, "Deployment")["metadata"]["name"]
-    assert (target["service"], target["port"]) == (
-        service["metadata"]["name"],
-        service["spec"]["ports"][0]["port"],
-    )
-    assert scaled["spec"]["replicas"]["min"] == 0
-    assert scaled["metadata"]["namespace"] == "mlops-staging"
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert scaled["spec"]["minReplicaCount"] == 0
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["type"] == "external-push"
+    assert trigger["metadata"]["interceptorRoute"] == route["metadata"]["name"]
+    assert trigger["metadata"]["scalerAddress"].startswith("keda-add-ons-http-external-scaler.")
+    # Argo CD creates the route before the ScaledObject (the add-on's docs ask for that order).
+    assert int(scaled["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]) > 0
+    # Clients go to the interceptor: a Service in our namespace naming it.
+    proxy = one(docs, "Service", "inference-proxy")
+    assert proxy["spec"]["type"] == "ExternalName"
+    assert proxy["spec"]["externalName"].startswith("keda-add-ons-http-interceptor-proxy.keda.")
+    # The app's labels on every object the component adds.
+    app_labels = {k: v for k, v in deployment["metadata"]["labels"].items() if "component" not in k}
+    for doc in (route, scaled, proxy):
+        assert app_labels.items() <= doc["metadata"]["labels"].items(), doc["kind"]
+    for doc in docs:
+        assert doc["metadata"]["namespace"] == "mlops-staging"
     # Without the component the overlay keeps its HPA.
     assert "HorizontalPodAutoscaler" in {d["kind"] for d in rendered["staging"]}
+
+
+def test_scale_to_zero_without_a_host_fails_to_render(tmp_path: Path) -> None:
+    """No silent default: an overlay that turns the component on without saying its host."""
+    overlay = _overlay("staging")
+    overlay["configMapGenerator"] = [
+        g for g in overlay["configMapGenerator"] if g["name"] != "scale-to-zero"
+    ]
+    with pytest.raises(AssertionError, match="scale-to-zero"):
+        render_overlay(overlay, "staging", "scale-to-zero")
+
+
+def _seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    number, unit = duration.rstrip("mshd"), duration[len(duration.rstrip("mshd")) :]
+    return float(number) * units[unit]

@@ -13,7 +13,7 @@ from monitoring.dashboard_inference import CLUSTER_METRICS
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "monitoring" / "rules" / "inference.rules.yml"
-DASHBOARDS = REPO / "monitoring" / "dashboards"
+ENVS = REPO / "monitoring" / "envs"
 
 # Grafana's variables are not PromQL; give each a value of the type it stands for.
 GRAFANA_VARS = {
@@ -22,8 +22,9 @@ GRAFANA_VARS = {
     "$__range": "1h",
     "$namespace": "mlops-staging",
 }
-# Names the cluster exports (cAdvisor), not the service; the dashboards may use only these.
-EXTERNAL_METRICS = CLUSTER_METRICS
+# Names the service does not export: the cluster's (cAdvisor, in the dashboards) and the
+# series Prometheus itself writes for every target (`up`, in the target alerts).
+EXTERNAL_METRICS = CLUSTER_METRICS | {"up"}
 
 _KEYWORDS = {
     # aggregations, set and modifier keywords: identifiers that are never metric names
@@ -37,6 +38,10 @@ _BRACES = re.compile(r"\{[^{}]*\}")
 _RANGE = re.compile(r"\[[^\]]*\]")
 _LABEL_LIST = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
 _IDENT = re.compile(r"(?<![\w:.])([A-Za-z_:][\w:]*)(?!\w)(\s*\()?")
+# A metric name with its matchers, if any (strings inside the braces may hold any character).
+_SELECTOR = re.compile(
+    r'(?<![\w:.])([A-Za-z_:][\w:]*)(?![\w:])\s*(\{(?:[^{}"]|"(?:[^"\\]|\\.)*")*\})?(\s*\()?'
+)
 
 
 def metric_names(expr: str) -> set[str]:
@@ -55,20 +60,35 @@ def metric_names(expr: str) -> set[str]:
     return names
 
 
+def selectors(expr: str) -> list[tuple[str, str]]:
+    """``(metric name, "{matchers}" or "")`` for every vector selector in ``expr``."""
+    text = _LABEL_LIST.sub(r"\1 ", expr)
+    found = []
+    for match in _SELECTOR.finditer(text):
+        name, braces, call = match.group(1), match.group(2) or "", match.group(3)
+        if not call and name.lower() not in _KEYWORDS:
+            found.append((name, braces))
+    return found
+
+
 def grafana_to_promql(expr: str) -> str:
     for var, value in GRAFANA_VARS.items():
         expr = expr.replace(var, value)
     return expr
 
 
-def rule_expressions() -> Iterator[tuple[str, str]]:
-    for group in yaml.safe_load(RULES.read_text())["groups"]:
+def rule_expressions(path: Path = RULES) -> Iterator[tuple[str, str]]:
+    for group in yaml.safe_load(path.read_text())["groups"]:
         for rule in group["rules"]:
             yield f"rule {rule.get('alert') or rule.get('record')}", rule["expr"]
 
 
+def dashboard_files() -> list[Path]:
+    return sorted(ENVS.glob("*/*.json"))
+
+
 def dashboard_expressions() -> Iterator[tuple[str, str]]:
-    for path in sorted(DASHBOARDS.glob("*.json")):
+    for path in dashboard_files():
         board = json.loads(path.read_text())
         for panel in _panels(board.get("panels", [])):
             for target in panel.get("targets", []):
@@ -83,7 +103,7 @@ def dashboard_expressions() -> Iterator[tuple[str, str]]:
 
 def dashboard_variable_metrics() -> Iterator[tuple[str, str]]:
     """``label_values(metric, label)`` queries of the dashboards' variables."""
-    for path in sorted(DASHBOARDS.glob("*.json")):
+    for path in dashboard_files():
         for var in json.loads(path.read_text()).get("templating", {}).get("list", []):
             query = var.get("query")
             text = query.get("query", "") if isinstance(query, dict) else str(query or "")

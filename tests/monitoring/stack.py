@@ -7,30 +7,36 @@ stopped by PID.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from monitoring.environments import environments
+from tests.monitoring.webhook import WebhookReceiver
 from tests.support.ports import free_port, wait_for_port
 from tests.support.process import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
-RULES = REPO / "monitoring" / "rules" / "inference.rules.yml"
 ALERTMANAGER_CONFIG = REPO / "monitoring" / "alertmanager" / "alertmanager.yml"
-# The scrape target's labels, as the Prometheus operator would set them from the pod.
-TARGET_LABELS = {"namespace": "mlops-test", "pod": "inference-0"}
+# The stack plays prod: prod's committed rules (scoped to its namespace) and the route that pages.
+PROD = next(env for env in environments() if env.name == "prod")
+RULES = REPO / "monitoring" / "envs" / PROD.name / "inference.rules.yml"
+# The scrape target's labels, as the Prometheus operator would set them: the Service's name is
+# the job, and the pod's namespace and name come along.
+JOB = "inference"
+TARGET_LABELS = {"namespace": PROD.namespace, "pod": "inference-0"}
 
 
 def compress_time(rules_text: str, factor: int = 60) -> str:
@@ -60,54 +66,6 @@ def wait_until(check: Any, timeout: float, what: str, interval: float = 0.2) -> 
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-@dataclass
-class Notification:
-    received: float  # time.monotonic() at arrival
-    body: dict[str, Any]
-
-
-@dataclass
-class WebhookReceiver:
-    """Records every Alertmanager webhook POST (its JSON body) with the time it arrived."""
-
-    port: int = field(default_factory=free_port)
-    notifications: list[Notification] = field(default_factory=list)
-
-    def start(self) -> None:
-        received = self.notifications
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
-                length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length))
-                received.append(Notification(time.monotonic(), body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/alerts"
-
-    def first(self, alertname: str, status: str, after: float = 0.0) -> Notification | None:
-        for note in list(self.notifications):
-            if note.received < after:
-                continue
-            for alert in note.body.get("alerts", []):
-                if alert["labels"].get("alertname") == alertname and alert["status"] == status:
-                    return note
-        return None
 
 
 class Server:
@@ -203,6 +161,11 @@ class Alertmanager(Server):
         self.config = state / "alertmanager.yml"
         self.config.write_text(yaml.safe_dump(config))
 
+    def alerts(self, alertname: str) -> list[dict[str, Any]]:
+        """The alerts named ``alertname`` Alertmanager holds now (active or suppressed)."""
+        query = urllib.parse.urlencode({"filter": f'alertname="{alertname}"'})
+        return list(get_json(f"{self.base}/api/v2/alerts?{query}"))
+
     def command(self) -> list[str]:
         return [
             "prometheus-alertmanager",
@@ -221,7 +184,8 @@ def _shorten_waits(route: dict[str, Any]) -> None:
 
 class Prometheus(Server):
     """Debian's Prometheus scraping the service every second, with the alert rules (time
-    compressed) loaded, sending to the Alertmanager."""
+    compressed) loaded, sending to the Alertmanager. Its targets come from a file (file_sd, as
+    Kubernetes discovery would hand them over): ``set_targets`` adds or removes a replica."""
 
     name = "prometheus"
 
@@ -229,6 +193,8 @@ class Prometheus(Server):
         super().__init__(state)
         state.mkdir(parents=True, exist_ok=True)
         (state / "rules.yml").write_text(compress_time(RULES.read_text()))
+        self.targets = state / "targets.json"
+        self.set_targets([service_port])
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": ["rules.yml"],
@@ -239,14 +205,19 @@ class Prometheus(Server):
             },
             "scrape_configs": [
                 {
-                    "job_name": "inference",
-                    "static_configs": [
-                        {"targets": [f"127.0.0.1:{service_port}"], "labels": TARGET_LABELS}
-                    ],
+                    "job_name": JOB,
+                    "file_sd_configs": [{"files": [str(self.targets)], "refresh_interval": "1s"}],
                 }
             ],
         }
         (state / "prometheus.yml").write_text(yaml.safe_dump(config))
+
+    def set_targets(self, ports: list[int]) -> None:
+        """The replicas to scrape (none: the deployment is gone); replaced atomically."""
+        groups = [{"targets": [f"127.0.0.1:{port}"], "labels": TARGET_LABELS} for port in ports]
+        scratch = self.targets.with_suffix(".tmp")
+        scratch.write_text(json.dumps(groups))
+        scratch.replace(self.targets)
 
     def command(self) -> list[str]:
         return [
@@ -261,3 +232,41 @@ class Prometheus(Server):
         body = get_json(url)
         assert body["status"] == "success", body
         return list(body["data"]["result"])
+
+
+@dataclass
+class Stack:
+    service: InferenceService
+    prometheus: Prometheus
+    alertmanager: Alertmanager
+    hook: WebhookReceiver
+    registry: Path
+    live_at: float  # when the service answered /health/live
+
+
+@contextlib.contextmanager
+def running_stack(root: Path, admin_token_sha256: str) -> Iterator[Stack]:
+    """Alertmanager, Prometheus and the service (following an empty local registry) on free
+    ports under ``root``; every process is stopped on the way out."""
+    registry = root / "registry"
+    registry.mkdir(parents=True)
+    hook = WebhookReceiver()
+    hook.start()
+    alertmanager = Alertmanager(root / "alertmanager", hook.url)
+    service = InferenceService(root / "service", registry, admin_token_sha256)
+    prometheus = Prometheus(root / "prometheus", service.port, alertmanager.port)
+    order: list[tuple[Server, str]] = [
+        (alertmanager, "/-/ready"),
+        (prometheus, "/-/ready"),
+        (service, "/health/live"),
+    ]
+    started: list[Server] = []
+    try:
+        for server, ready in order:
+            started.append(server)
+            server.start(ready)
+        yield Stack(service, prometheus, alertmanager, hook, registry, time.monotonic())
+    finally:
+        for server in reversed(started):
+            server.stop()
+        hook.stop()

@@ -18,7 +18,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -34,11 +33,9 @@ from tests.monitoring.exprs import (
 from tests.monitoring.stack import (
     RULES,
     TARGET_LABELS,
-    Alertmanager,
-    InferenceService,
-    Prometheus,
-    WebhookReceiver,
+    Stack,
     compress_time,
+    running_stack,
     wait_until,
 )
 from tests.support.fixture_models import FixtureModel, build_fixture_model
@@ -47,44 +44,24 @@ pytestmark = pytest.mark.integration
 
 TOKEN = "admin-" + secrets.token_urlsafe(16)
 TAG = "fixture-v1"
+# The stack plays prod: its critical alerts page, its warnings go to the team's chat.
+PAGER, CHAT = "mlops-pager", "mlops-chat"
 
 
 @dataclass
-class Stack:
-    service: InferenceService
-    prometheus: Prometheus
-    alertmanager: Alertmanager
-    hook: WebhookReceiver
-    registry: Path
+class ModelStack:
+    stack: Stack
     model: FixtureModel
-    live_at: float  # when the service answered /health/live (with no model behind its alias)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+@pytest.fixture
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelStack]:
+    """A fresh stack per test (each test sets the registry's state it needs, and the first
+    needs a service that starts with no model behind its alias)."""
     root = tmp_path_factory.mktemp("monitoring")
     model = build_fixture_model(root / "model", kind="image")
-    registry = root / "registry"
-    registry.mkdir()
-    hook = WebhookReceiver()
-    hook.start()
-    alertmanager = Alertmanager(root / "alertmanager", hook.url)
-    service = InferenceService(
-        root / "service", registry, hashlib.sha256(TOKEN.encode()).hexdigest()
-    )
-    prometheus = Prometheus(root / "prometheus", service.port, alertmanager.port)
-    started = []
-    try:
-        for server, ready in ((alertmanager, "/-/ready"), (prometheus, "/-/ready")):
-            server.start(ready)
-            started.append(server)
-        started.append(service)
-        service.start("/health/live")
-        yield Stack(service, prometheus, alertmanager, hook, registry, model, time.monotonic())
-    finally:
-        for server in reversed(started):
-            server.stop()
-        hook.stop()
+    with running_stack(root, hashlib.sha256(TOKEN.encode()).hexdigest()) as running:
+        yield ModelStack(running, model)
 
 
 def _post(url: str, body: dict[str, object] | bytes, content_type: str) -> int:
@@ -102,12 +79,22 @@ def _post(url: str, body: dict[str, object] | bytes, content_type: str) -> int:
         return exc.code
 
 
-def _alert(stack: Stack, name: str, status: str, after: float, timeout: float) -> float:
-    """Seconds from ``after`` until the webhook got ``name`` in ``status``; checks the alert."""
+def _serve(live: ModelStack) -> None:
+    """Publish the fixture model and point the service's alias at it."""
+    registry = Registry.from_url(str(live.stack.registry))
+    registry.publish(TAG, live.model.model_dir, metrics={"accuracy": 1.0})
+    registry.move_alias("staging", TAG, by="test")
+
+
+def _alert(
+    stack: Stack, name: str, status: str, after: float, timeout: float, receiver: str
+) -> float:
+    """Seconds from ``after`` until the webhook got ``name`` in ``status`` through ``receiver``
+    (prod's criticals page, everything else goes to chat); checks the alert."""
     note = wait_until(
         lambda: stack.hook.first(name, status, after), timeout, f"{name} {status} at the webhook"
     )
-    assert note.body["receiver"] == "mlops-oncall", note.body
+    assert note.body["receiver"] == receiver, note.body
     alert = next(a for a in note.body["alerts"] if a["labels"]["alertname"] == name)
     assert alert["labels"]["namespace"] == TARGET_LABELS["namespace"]
     assert alert["annotations"]["runbook"].startswith("docs/monitoring.md#")
@@ -115,18 +102,17 @@ def _alert(stack: Stack, name: str, status: str, after: float, timeout: float) -
     return float(note.received - after)
 
 
-def test_two_alert_conditions_reach_the_webhook_and_resolve(stack: Stack) -> None:
+def test_two_alert_conditions_reach_the_webhook_and_resolve(live: ModelStack) -> None:
+    stack = live.stack
     timings: dict[str, float] = {}
     # 1. No model behind the alias: the replica is live, not ready, mlops_model_loaded 0.
     timings["no_ready_model_fired"] = _alert(
-        stack, "InferenceNoReadyModel", "firing", stack.live_at, timeout=90
+        stack, "InferenceNoReadyModel", "firing", stack.live_at, timeout=90, receiver=PAGER
     )
-    registry = Registry.from_url(str(stack.registry))
-    registry.publish(TAG, stack.model.model_dir, metrics={"accuracy": 1.0})
-    registry.move_alias("staging", TAG, by="test")
+    _serve(live)
     fixed = time.monotonic()
     timings["no_ready_model_resolved"] = _alert(
-        stack, "InferenceNoReadyModel", "resolved", fixed, timeout=60
+        stack, "InferenceNoReadyModel", "resolved", fixed, timeout=60, receiver=PAGER
     )
 
     # 2. A swap to a tag that was never published: refused (404), counted, alerted.
@@ -136,24 +122,26 @@ def test_two_alert_conditions_reach_the_webhook_and_resolve(stack: Stack) -> Non
     assert status == 404
     failed = time.monotonic()
     timings["swap_failures_fired"] = _alert(
-        stack, "InferenceModelSwapFailures", "firing", failed, timeout=60
+        stack, "InferenceModelSwapFailures", "firing", failed, timeout=60, receiver=CHAT
     )
     note = stack.hook.first("InferenceModelSwapFailures", "firing", failed)
     assert note is not None
     assert note.body["alerts"][0]["labels"]["reason"] == "unknown_tag"
     # The rule looks back 15 minutes (15 s here): it resolves once the failure is older.
     timings["swap_failures_resolved"] = _alert(
-        stack, "InferenceModelSwapFailures", "resolved", failed, timeout=90
+        stack, "InferenceModelSwapFailures", "resolved", failed, timeout=90, receiver=CHAT
     )
     print("\ncondition -> webhook seconds (rules time-compressed 60x):", json.dumps(timings))
 
 
-def test_prometheus_api_reads_back_the_request_counter_and_model_info(stack: Stack) -> None:
+def test_prometheus_api_reads_back_the_request_counter_and_model_info(live: ModelStack) -> None:
+    stack = live.stack
+    _serve(live)
     wait_until(lambda: stack.service.answers("/health/ready"), 90, "the service ready")
     base = stack.prometheus.query('sum(mlops_http_requests_total{route="/predict"})')
     before = float(base[0]["value"][1]) if base else 0.0
     for i in range(3):
-        assert _post(f"{stack.service.base}/predict", stack.model.image(i), "image/png") == 200
+        assert _post(f"{stack.service.base}/predict", live.model.image(i), "image/png") == 200
 
     def counted() -> bool:
         result = stack.prometheus.query('sum(mlops_http_requests_total{route="/predict"})')
@@ -168,22 +156,22 @@ def test_prometheus_api_reads_back_the_request_counter_and_model_info(stack: Sta
     assert labels["alias"] == "staging" and labels["pod"] == TARGET_LABELS["pod"]
 
 
-def test_every_expression_uses_only_metrics_the_live_service_exports(stack: Stack) -> None:
-    with urllib.request.urlopen(f"{stack.service.base}/metrics", timeout=5) as response:
+def test_every_expression_uses_only_metrics_the_live_service_exports(live: ModelStack) -> None:
+    with urllib.request.urlopen(f"{live.stack.service.base}/metrics", timeout=5) as response:
         exposition = response.read().decode()
-    live = set()
+    exported: set[str] = set()
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
     for family in text_string_to_metric_families(exposition):
         # HELP/TYPE lines list a family even before its first labelled sample.
-        live.update(family.name + s for s in suffixes.get(family.type, [""]))
-    assert "mlops_model_info" in live and "mlops_http_requests_total" in live
+        exported.update(family.name + s for s in suffixes.get(family.type, [""]))
+    assert "mlops_model_info" in exported and "mlops_http_requests_total" in exported
     used: dict[str, set[str]] = {}
     for where, expr in [*rule_expressions(), *dashboard_expressions()]:
         for name in metric_names(expr):
             used.setdefault(name, set()).add(where)
     for where, name in dashboard_variable_metrics():
         used.setdefault(name, set()).add(where)
-    unknown = {name: sorted(wheres) for name, wheres in used.items() if name not in live}
+    unknown = {name: sorted(wheres) for name, wheres in used.items() if name not in exported}
     unknown = {n: w for n, w in unknown.items() if n not in EXTERNAL_METRICS}
     assert not unknown, f"metric names the service does not export: {unknown}"
     # The check sees what it should: every service family is used somewhere.

@@ -73,8 +73,9 @@ def test_publish_list_show(
     listing = run(mlops, "list")
     assert listing.exit_code == 0
     lines = listing.stdout.splitlines()
-    assert lines[0].split() == ["TAG", "ALIASES", "CREATED", "COMMIT", "ESTIMATOR", "METRICS"]
-    assert lines[1].startswith("v2 ") and "tree" in lines[1]
+    header = ["TAG", "ALIASES", "CREATED", "COMMIT", "TASK", "ESTIMATOR", "METRICS"]
+    assert lines[0].split() == header
+    assert lines[1].startswith("v2 ") and "classification  tree" in lines[1]
     assert lines[2].split()[:2] == ["v1", "prod"] and "accuracy=0.95" in lines[2]
 
     as_json = json.loads(run(mlops, "list", "--json").stdout)

@@ -103,3 +103,22 @@ def test_all_checks_pass_on_a_tabular_model(
 def test_spec_documents_every_predict_body(fuzzed_app: FastAPI) -> None:
     body = fuzzed_app.openapi()["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "application/json", "image/png", "image/jpeg"} <= set(body)
+
+
+def test_an_empty_image_is_outside_the_spec_as_the_code_refuses_it(fuzzed_app: FastAPI) -> None:
+    """The spec and the code agree on an empty image: the code answers 422, so the spec must not
+    call it valid (schemathesis' positive-data check, ST202, found an empty file part that the
+    spec allowed)."""
+    from fastapi.testclient import TestClient
+
+    body = fuzzed_app.openapi()["paths"]["/predict"]["post"]["requestBody"]["content"]
+    form = body["multipart/form-data"]["schema"]["properties"]["file"]
+    assert form.get("minLength", 0) >= 1, form
+    assert body["image/png"]["schema"].get("minLength", 0) >= 1
+    with TestClient(fuzzed_app) as client:
+        empty_part = client.post(
+            "/predict", files={"file": ("a.png", b"", "image/png")}, headers=PREDICT
+        )
+        assert empty_part.status_code == 422, empty_part.text
+        raw = client.post("/predict", content=b"", headers={**PREDICT, "content-type": "image/png"})
+        assert raw.status_code == 422, raw.text

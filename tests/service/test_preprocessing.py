@@ -81,6 +81,7 @@ def _animal_model(directory: Path) -> Path:
     onnx_names = [o.name for o in onx.graph.output]
     (directory / "model.onnx").write_bytes(onx.SerializeToString())
     card = ModelCard(
+        task="classification",
         name="landscape",
         estimator="logreg",
         input=TensorSpec(name=onx.graph.input[0].name, shape=[None, 27]),

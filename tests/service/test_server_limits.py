@@ -38,18 +38,25 @@ def serving(registry: Path, tmp_path: Path, **settings: str) -> Iterator[tuple[s
         yield running
 
 
-def raw_request(port: int, header_bytes: int) -> bytes:
-    """GET /health/live with one header of ``header_bytes``, sent in 4 KB pieces as a slow
-    client would; returns what the server answered (it may close before all is sent)."""
+def raw_request(port: int, header_bytes: int, piece: int = 4096, body: bytes = b"") -> bytes:
+    """GET /health/live with one header of ``header_bytes`` (and ``body``), sent in pieces of
+    ``piece`` bytes, as a slow client would (one piece: the whole request in one ``sendall``);
+    returns what the server answered (it may close before all is sent)."""
     request = (
         b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Pad: "
         + b"a" * header_bytes
+        + b"\r\nContent-Length: "
+        + str(len(body)).encode()
         + b"\r\nConnection: close\r\n\r\n"
+        + body
     )
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            for start in range(0, len(request), 4096):
-                sock.sendall(request[start : start + 4096])
+            for start in range(0, len(request), piece):
+                sock.sendall(request[start : start + piece])
+                if piece < len(request):
+                    time.sleep(0.002)  # separate reads on the server, as a slow client gives
         except (BrokenPipeError, ConnectionResetError):
             pass
         answer = b""
@@ -72,9 +79,13 @@ def test_headers_and_big_images_on_a_real_server(registry_dir: Path, tmp_path: P
 def check_header_limit(base: str) -> None:
     port = int(base.rsplit(":", 1)[1])
     assert raw_request(port, 6000).startswith(b"HTTP/1.1 200")
-    refused = raw_request(port, 2_000_000)
-    assert refused.startswith(b"HTTP/1.1 431"), refused[:200]
-    assert b'"request headers exceed the limit of 8192 bytes"' in refused
+    # A body in the same read as small headers is not header bytes.
+    assert raw_request(port, 100, piece=1 << 20, body=b"b" * 200_000).startswith(b"HTTP/1.1 200")
+    # Over the limit: never completed, completed by the last of several reads, or whole at once.
+    for header_bytes, piece in ((2_000_000, 4096), (10_000, 4096), (100_000, 1 << 20)):
+        refused = raw_request(port, header_bytes, piece)
+        assert refused.startswith(b"HTTP/1.1 431"), (header_bytes, piece, refused[:200])
+        assert b'"request headers exceed the limit of 8192 bytes"' in refused
     assert httpx.get(f"{base}/health/live").status_code == 200  # still serving
 
 

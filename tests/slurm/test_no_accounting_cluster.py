@@ -99,6 +99,7 @@ def offload_at_once(bare: Cluster, path: Path, shell: str) -> Run:
     assert report["source"] == "squeue"
     assert report["note"] == f"accounting unavailable: {DISABLED}"
     assert report["cpu_efficiency"] is None and report["max_rss_bytes"] is None
+    assert report["total_cpu_s"] is None  # unknown, never a made-up 0.0
     return project, proc, report
 
 

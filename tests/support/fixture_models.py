@@ -8,7 +8,9 @@ module makes small, deterministic models with their own cards instead:
   dark ink on a light background as a user would upload them; the card inverts and scales to
   0..1, so the model's input is 36 float32 features;
 - ``kind="tabular"``: 5 numeric features, three labels (``low``, ``mid``, ``high``), no
-  preprocessing (the service then takes JSON rows only).
+  preprocessing (the service then takes JSON rows only);
+- ``build_regression_model``: ridge regression on scikit-learn's bundled diabetes data (10
+  features, nothing downloaded), a ``task: regression`` card with no labels.
 
 Two estimators (``logreg`` and ``tree``) give two genuinely different ONNX files of one kind.
 The same arguments always give the same bytes.
@@ -27,7 +29,8 @@ from PIL import Image
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.base import ClassifierMixin
-from sklearn.linear_model import LogisticRegression
+from sklearn.datasets import load_diabetes
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.tree import DecisionTreeClassifier
 
 from machinery.modelcard import (
@@ -36,9 +39,11 @@ from machinery.modelcard import (
     ModelCard,
     Reference,
     TensorSpec,
+    ValueOutput,
     feature_statistics,
     library_versions,
     sha256_file,
+    value_statistics,
     write_card,
 )
 
@@ -51,6 +56,7 @@ TABULAR_LABELS = ["low", "mid", "high"]
 N_TABULAR = 5
 INPUT_NAME = "x"
 SEED = 7
+ESTIMATOR_FILENAME = "estimator.joblib"
 CREATED = datetime(2026, 1, 1, tzinfo=timezone.utc)
 INTENSITY_BINS = [round(float(x), 6) for x in np.linspace(0.0, 1.0, 11)]
 
@@ -152,9 +158,11 @@ def _reference(X: np.ndarray, y: np.ndarray, labels: list[str], kind: Kind) -> R
 
 
 def build_fixture_model(
-    dest: Path, *, kind: Kind = "image", estimator: Estimator = "logreg"
+    dest: Path, *, kind: Kind = "image", estimator: Estimator = "logreg", keep_fitted: bool = False
 ) -> FixtureModel:
-    """Fit the fixed tiny pipeline and write ``dest/model.onnx`` and ``dest/model_card.json``."""
+    """Fit the fixed tiny pipeline and write ``dest/model.onnx`` and ``dest/model_card.json``;
+    ``keep_fitted`` also writes the scikit-learn estimator itself (``dest/estimator.joblib``),
+    for the benchmark's MLServer peer only: the service never reads a pickle."""
     rng = np.random.default_rng(SEED)
     if kind == "image":
         X, y = _shapes(rng, 40)
@@ -180,6 +188,10 @@ def build_fixture_model(
     )
     model_path = dest / MODEL_FILENAME
     model_path.write_bytes(onx.SerializeToString())
+    if keep_fitted:
+        import joblib
+
+        joblib.dump(clf, dest / ESTIMATOR_FILENAME)
     preprocessing = (
         ImagePreprocessing(
             grayscale=True,
@@ -194,6 +206,7 @@ def build_fixture_model(
         else None
     )
     card = ModelCard(
+        task="classification",
         name=f"fixture-{kind}",
         estimator=estimator,
         input=TensorSpec(name=INPUT_NAME, shape=[None, int(X.shape[1])], dtype="float32"),
@@ -209,3 +222,63 @@ def build_fixture_model(
     )
     write_card(card, dest)
     return FixtureModel(dest, kind, estimator, test_x, test_y, card)
+
+
+@dataclass(frozen=True)
+class RegressionFixture:
+    """A regression model directory, its scikit-learn estimator (the reference its ONNX
+    answers must equal) and held-out rows it was not fitted on."""
+
+    model_dir: Path
+    estimator: Ridge
+    test_x: np.ndarray
+    test_y: np.ndarray
+    card: ModelCard
+
+    def expected(self, rows: np.ndarray) -> np.ndarray:
+        """What scikit-learn predicts for ``rows``: the service must answer the same."""
+        return np.asarray(self.estimator.predict(np.asarray(rows, dtype=np.float32)))
+
+
+def build_regression_model(dest: Path) -> RegressionFixture:
+    """Fit ridge regression on the bundled diabetes data; write ``dest/model.onnx`` and a
+    ``task: regression`` card whose reference holds the training predictions' deciles."""
+    X, y = load_diabetes(return_X_y=True)
+    X = X.astype(np.float32)
+    order = np.random.default_rng(SEED).permutation(len(y))
+    X, y = X[order], y[order]
+    n_test = len(y) // 4
+    train_x, train_y, test_x, test_y = X[n_test:], y[n_test:], X[:n_test], y[:n_test]
+    ridge = Ridge(alpha=0.1).fit(train_x, train_y)
+    dest.mkdir(parents=True, exist_ok=True)
+    onx = to_onnx(
+        ridge,
+        initial_types=[(INPUT_NAME, FloatTensorType([None, X.shape[1]]))],
+        target_opset={"": 17, "ai.onnx.ml": 3},
+    )
+    model_path = dest / MODEL_FILENAME
+    model_path.write_bytes(onx.SerializeToString())
+    output_bins, output_frequencies = value_statistics(ridge.predict(train_x))
+    feature_bins, feature_frequencies = feature_statistics(train_x)
+    card = ModelCard(
+        task="regression",
+        name="fixture-regression",
+        estimator="ridge",
+        input=TensorSpec(name=INPUT_NAME, shape=[None, int(X.shape[1])], dtype="float32"),
+        output=ValueOutput(name=onx.graph.output[0].name, shape=[None, 1], dtype="float32"),
+        params={"estimator": "ridge", "alpha": 0.1},
+        data_version="fixture-diabetes-v1",
+        code_commit="0" * 40,
+        library_versions=library_versions("scikit-learn", "skl2onnx", "onnx", "onnxruntime"),
+        onnx_sha256=sha256_file(model_path),
+        created=CREATED,
+        reference=Reference(
+            output_bins=output_bins,
+            output_frequencies=output_frequencies,
+            feature_names=[f"x{i}" for i in range(X.shape[1])],
+            feature_bins=feature_bins,
+            feature_frequencies=feature_frequencies,
+        ),
+    )
+    write_card(card, dest)
+    return RegressionFixture(dest, ridge, test_x, test_y, card)

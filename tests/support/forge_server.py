@@ -231,6 +231,9 @@ class Handler(BaseHTTPRequestHandler):
     ) -> tuple[int, dict[str, str], bytes]:
         if path.startswith("/_forge/"):
             return self._admin(path, body)
+        answered = token_endpoints(self, path)
+        if answered is not None:
+            return answered
         if path.startswith("/api/v4/"):
             return self._gitlab(path[len("/api/v4") :], query, body, form)
         if path.startswith("/api/v1/"):
@@ -628,6 +631,91 @@ class Handler(BaseHTTPRequestHandler):
             raise HTTPError(404, {"message": "404 Not Found"})
         ctype = "image/png" if data.startswith(b"\x89PNG") else "application/octet-stream"
         return 200, {"Content-Type": ctype}, data
+
+
+# -- what `mlops doctor` asks: versions and a token's own scopes ------------------------------
+GITLAB_VERSION = {"version": "17.6.0-ee", "revision": "1e5e5ee1b8a", "enterprise": True}
+FORGEJO_VERSION = {"version": "9.0.3+gitea-1.22.0"}
+
+
+def token_endpoints(handler: Handler, path: str) -> tuple[int, dict[str, str], bytes] | None:
+    """GitLab ``GET /version`` (any valid token) and ``GET /personal_access_tokens/self``
+    (docs.gitlab.com/api/personal_access_tokens: the token's id, name, scopes, active, revoked,
+    expires_at); Forgejo ``GET /version`` (public). None: not one of these."""
+    if handler.command != "GET":
+        return None
+    if path.endswith(".git/info/refs"):
+        return git_refs(handler, path)
+    if path == "/api/v1/version":
+        return handler._json(200, FORGEJO_VERSION)
+    if path not in ("/api/v4/version", "/api/v4/personal_access_tokens/self"):
+        return None
+    kind, info = handler._gitlab_token()
+    if path == "/api/v4/version":
+        return handler._json(200, GITLAB_VERSION)
+    if kind == "job":
+        raise HTTPError(401, {"message": "401 Unauthorized"})
+    expires = info.get("expires_at")
+    return handler._json(
+        200,
+        {
+            "id": int(hashlib.sha256(info["user"].encode()).hexdigest()[:5], 16),
+            "name": f"{info['user']}-token",
+            "revoked": bool(info.get("revoked", False)),
+            "created_at": "2026-01-05T10:00:00.000Z",
+            "description": "",
+            "scopes": list(info["scopes"]),
+            "user_id": handler._gitlab_user(info["user"])["id"],
+            "last_used_at": _now(),
+            "active": not info.get("revoked", False),
+            "expires_at": expires,
+        },
+    )
+
+
+# Who may push over git's smart HTTP (a token as the Basic password, any user name): GitLab
+# "api" or "write_repository", Forgejo "write:repository".
+GIT_PUSH_SCOPES = {"gitlab": {"api", "write_repository"}, "forgejo": {"write:repository"}}
+
+
+def _pkt(data: bytes) -> bytes:
+    return f"{len(data) + 4:04x}".encode() + data
+
+
+def git_refs(handler: Handler, path: str) -> tuple[int, dict[str, str], bytes]:
+    """``GET /<project>.git/info/refs?service=git-(upload|receive)-pack`` (git's smart HTTP,
+    gitprotocol-http): the ref advertisement of an empty repository, which is all that
+    ``git push --dry-run`` reads. Unknown token 401 with a Basic challenge; a token without a
+    push scope 403 on receive-pack; unknown project 404."""
+    import base64
+
+    service = parse_qs(urlsplit(handler.path).query).get("service", [""])[0]
+    if service not in ("git-upload-pack", "git-receive-pack"):
+        raise HTTPError(403, {"message": "only smart HTTP is served"})
+    project = path[1 : -len(".git/info/refs")]
+    config = handler.server.state.config
+    gitlab_paths = [p["path"] for p in config["gitlab"]["projects"].values()]
+    forge = "forgejo" if project in config["forgejo"]["repos"] else "gitlab"
+    if forge == "gitlab" and project not in gitlab_paths:
+        raise HTTPError(404, {"message": "The project you were looking for could not be found."})
+    scheme, _, value = handler.headers.get("Authorization", "").partition(" ")
+    password = ""
+    if scheme.lower() == "basic":
+        password = base64.b64decode(value).decode(errors="replace").partition(":")[2]
+    info = config[forge]["tokens"].get(password)
+    if info is None:
+        challenge = {"WWW-Authenticate": 'Basic realm="forge"', "Content-Type": "text/plain"}
+        return 401, challenge, b"HTTP Basic: Access denied\n"
+    if service == "git-receive-pack" and not GIT_PUSH_SCOPES[forge] & set(info["scopes"]):
+        return 403, {"Content-Type": "text/plain"}, b"You are not allowed to push code.\n"
+    capabilities = b"report-status delete-refs side-band-64k ofs-delta agent=forge-test"
+    body = (
+        _pkt(f"# service={service}\n".encode())
+        + b"0000"
+        + _pkt(b"0" * 40 + b" capabilities^{}\x00" + capabilities + b"\n")
+        + b"0000"
+    )
+    return 200, {"Content-Type": f"application/x-{service}-advertisement"}, body
 
 
 class ForgeHTTPServer(ThreadingHTTPServer):

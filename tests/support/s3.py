@@ -36,6 +36,8 @@ class S3Server:
     access_key: str = "ci-access"
     secret_key: str = field(default_factory=lambda: uuid.uuid4().hex)
     s3_port: int = 0
+    # More keys, e.g. a read-only one: {"name", "credentials": [...], "actions": ["Read", "List"]}
+    extra_identities: list[dict[str, Any]] = field(default_factory=list)
     _proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -75,6 +77,7 @@ class S3Server:
                 }
             ]
         }
+        identities["identities"].extend(self.extra_identities)
         (self.state_dir / "s3.json").write_text(json.dumps(identities))
         if not self.s3_port:
             base = free_port_block(5)

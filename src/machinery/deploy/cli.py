@@ -56,6 +56,23 @@ def _image(image: str | None, image_file: Path | None) -> tuple[str, str | None]
     raise UserError("say which image: --image NAME@sha256:… or --image-file reports/image.json")
 
 
+class ForeignImage(UserError):
+    exit_code = 3
+
+
+def _own_repository(name: str) -> None:
+    """Refuse to pin an image from anywhere but the repository CI pushes to (IMAGE_NAME, or the
+    forge's registry): whoever can run the bump must not be able to deploy someone else's."""
+    from machinery.image.target import configured_name
+
+    own, source = configured_name(os.environ)
+    if name != own:
+        raise ForeignImage(
+            f"image {name} is not this project's image repository {own} (from {source}): "
+            "refusing to deploy it"
+        )
+
+
 @app.command()
 @exits_cleanly
 def bump(
@@ -82,6 +99,7 @@ def bump(
 
     text, recorded = _image(image, image_file)
     ref = ImageRef.parse(text)
+    _own_repository(ref.name)
     source = _source_commit(commit or recorded)
     pipeline = os.environ.get("CI_PIPELINE_URL") or os.environ.get("GITHUB_RUN_ID")
     why = f"The main pipeline{f' {pipeline}' if pipeline else ''} built and pushed it."
@@ -112,6 +130,7 @@ def promote(
 ) -> None:
     """Move alias prod to staging's tag and pin prod to staging's image, in one step; refuse
     when staging's tag and image were not built from the same commit."""
+    from machinery.deploy.promote import deploy_tag
     from machinery.deploy.promote import promote as run_promote
     from machinery.registry.registry import registry_url_from_env
 
@@ -124,4 +143,8 @@ def promote(
         vars=os.environ,
     )
     pushed = f"commit {done.push.commit[:12]}" if done.push.commit else "overlay already pinned"
-    typer.echo(f"prod → {done.tag} (image {done.image.digest[:19]}, {pushed})")
+    where = "moved to" if done.moved else "already at"
+    typer.echo(
+        f"prod → {done.tag} (image {done.image.digest[:19]}, {pushed}; "
+        f"{deploy_tag('prod')} {where} {done.revision[:12]})"
+    )

@@ -31,6 +31,7 @@ Edit = Callable[[Path], bool]  # edits the worktree; False when there is nothing
 class PushResult:
     commit: str | None  # None: nothing changed, nothing pushed
     attempts: int
+    tip: str = ""  # the branch's tip afterwards: ``commit``, or the tip that already had the edit
 
 
 def _identity(env: Mapping[str, str]) -> list[str]:
@@ -78,7 +79,7 @@ def commit_and_push(
         fetch()
         git("worktree", "add", "--quiet", "--detach", str(work), ref, cwd=repo)
         if not (edit(work) and commit(work)):
-            return PushResult(None, 0)
+            return PushResult(None, 0, out("rev-parse", ref, cwd=repo))
         options = skip_ci_push_options(target, push_env, repo)
         for attempt in range(1, attempts + 1):
             done = git(
@@ -92,7 +93,8 @@ def commit_and_push(
                 check=False,
             )
             if done.returncode == 0:
-                return PushResult(out("rev-parse", "HEAD", cwd=work), attempt)
+                head = out("rev-parse", "HEAD", cwd=work)
+                return PushResult(head, attempt, head)
             text = done.stdout + done.stderr
             if not any(marker in text for marker in _RACE) or attempt == attempts:
                 last = text.strip().splitlines()[-1:] or ["(no output)"]
@@ -100,16 +102,44 @@ def commit_and_push(
             time.sleep(random.uniform(0.1, 0.5) * attempt)
             fetch()
             if git("rebase", "--quiet", ref, cwd=work, check=False).returncode == 0:
-                if out("rev-parse", "HEAD", cwd=work) == out("rev-parse", ref, cwd=repo):
-                    return PushResult(None, attempt)  # upstream already has this change
+                tip = out("rev-parse", ref, cwd=repo)
+                if out("rev-parse", "HEAD", cwd=work) == tip:
+                    return PushResult(None, attempt, tip)  # upstream already has this change
                 continue
             # Someone else changed the same lines: apply the edit again on their tip.
             git("rebase", "--abort", cwd=work, check=False)
             git("reset", "--quiet", "--hard", ref, cwd=work)
             if not (edit(work) and commit(work)):
-                return PushResult(None, attempt)
+                return PushResult(None, attempt, out("rev-parse", ref, cwd=repo))
         raise GitError(f"push to {branch} failed after {attempts} attempts")
     finally:
         git("worktree", "remove", "--force", str(work), cwd=repo, check=False)
         git("update-ref", "-d", ref, cwd=repo, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def move_tag(*, repo: Path, tag: str, commit: str, env: Mapping[str, str]) -> bool:
+    """Point ``tag`` on the forge at ``commit`` (create or move it); ``False`` if it already
+    does. A moving tag is how Argo CD's tag tracking redeploys (docs/deploy.md, "Promotion")."""
+    target, push_env = push_target(env)
+    remote = git(
+        "ls-remote", "--tags", target, f"refs/tags/{tag}", cwd=repo, env=push_env, check=False
+    )
+    if remote.returncode == 0 and remote.stdout.split()[:1] == [commit]:
+        return False
+    options = skip_ci_push_options(target, push_env, repo)
+    done = git(
+        "push",
+        "--porcelain",
+        "--force",
+        *options,
+        target,
+        f"{commit}:refs/tags/{tag}",
+        cwd=repo,
+        env=push_env,
+        check=False,
+    )
+    if done.returncode != 0:
+        last = (done.stdout + done.stderr).strip().splitlines()[-1:] or ["(no output)"]
+        raise GitError(f"moving tag {tag} to {commit[:12]} failed: {last[0]}")
+    return True

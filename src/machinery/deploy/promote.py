@@ -6,6 +6,11 @@ were not built from the same commit (a main pipeline whose image job failed afte
 moved ``staging``, or a hand edit of the overlay): prod would then pair a model with code it was
 never tested with. The image's commit comes from the ``Image-Commit`` trailer of the bump commit
 that pinned the digest staging runs now; the tag's commit from the registry.
+
+Prod's Argo CD Application does not follow ``main``: it tracks the git tag ``deploy/prod``
+(``deploy_tag``), and promotion moves that tag to the commit that pins prod's image. So a change
+to ``k8s/base`` or ``monitoring/`` on main reaches staging at once and prod only with the next
+promotion, together with the image staging ran it with.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pathlib import Path
 
 from machinery.ci.git import git
 from machinery.deploy.bump import COMMIT_TRAILER, DIGEST_TRAILER, bump_message
-from machinery.deploy.gitops import PushResult, commit_and_push
+from machinery.deploy.gitops import PushResult, commit_and_push, move_tag
 from machinery.deploy.overlay import ImageRef, overlay_path, read_image, set_image
 from machinery.errors import UserError
 
@@ -25,12 +30,19 @@ class PromoteRefused(UserError):
     exit_code = 3
 
 
+def deploy_tag(env: str) -> str:
+    """The git tag an environment's Argo CD Application tracks (k8s/argocd)."""
+    return f"deploy/{env}"
+
+
 @dataclass(frozen=True)
 class Promotion:
     tag: str
     image: ImageRef
     commit: str
     push: PushResult
+    revision: str  # the commit the target environment's deploy tag points at now
+    moved: bool  # False: the tag was there already
 
 
 def image_commit(work: Path, env: str, image: ImageRef) -> str | None:
@@ -105,5 +117,10 @@ def promote(
     )
     image = seen.get("image")
     assert isinstance(image, ImageRef)
+    # The tag is what Argo CD deploys prod from: main's tip, which now pins staging's image (a
+    # rerun with nothing to commit re-points it there too, e.g. after a failed tag push).
+    moved = move_tag(repo=repo, tag=deploy_tag(target_env), commit=result.tip, env=vars)
     reg.move_alias(target_alias, tag, by=by)
-    return Promotion(tag=tag, image=image, commit=tag_commit, push=result)
+    return Promotion(
+        tag=tag, image=image, commit=tag_commit, push=result, revision=result.tip, moved=moved
+    )

@@ -56,11 +56,7 @@ class ImageTarget:
 def target_from_env(env: Mapping[str, str], *, need_credentials: bool = False) -> ImageTarget:
     """The push target the CI variables describe; one clear error naming what to set."""
     name, user, password, source = _name_and_credentials(env)
-    if not _NAME.match(name):
-        raise ImageConfigError(
-            f"image name {name!r} (from {source}) is not HOST/PATH in lowercase, "
-            "e.g. registry.example.com/team/project/inference"
-        )
+    _check_name(name, source)
     commit = _commit(env, required=not env.get("IMAGE_TAG"))
     tag = env.get("IMAGE_TAG") or commit
     if not _TAG.match(tag):
@@ -70,6 +66,21 @@ def target_from_env(env: Mapping[str, str], *, need_credentials: bool = False) -
         raise ImageConfigError(f"registry user without password or back: set {missing}")
     insecure = env.get("IMAGE_REGISTRY_INSECURE", "").strip().lower() in _TRUE
     return ImageTarget(name, tag, commit, user, password, not insecure, source)
+
+
+def configured_name(env: Mapping[str, str]) -> tuple[str, str]:
+    """The image repository the CI variables name, and which variables named it."""
+    name, _, _, source = _name_and_credentials(env)
+    _check_name(name, source)
+    return name, source
+
+
+def _check_name(name: str, source: str) -> None:
+    if not _NAME.match(name):
+        raise ImageConfigError(
+            f"image name {name!r} (from {source}) is not HOST/PATH in lowercase, "
+            "e.g. registry.example.com/team/project/inference"
+        )
 
 
 def _name_and_credentials(env: Mapping[str, str]) -> tuple[str, str | None, str | None, str]:

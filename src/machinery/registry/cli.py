@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from machinery.errors import UserError, exits_cleanly
-from machinery.modelcard import is_dirty, short_commit
+from machinery.modelcard import ModelCard, ValueOutput, is_dirty, short_commit
 from machinery.registry.records import AliasRecord, ModelMeta
 from machinery.registry.registry import (
     DEFAULT_REGISTRY_URL,
@@ -128,12 +128,14 @@ def list_tags(registry: RegistryUrl = DEFAULT_REGISTRY_URL, as_json: AsJson = Fa
             ",".join(pointing.get(m.tag, [])),
             local_time(m.created),
             _commit(m),
+            m.card.task,
             m.card.estimator,
             short_metrics(m.metrics),
         ]
         for m in metas
     ]
-    typer.echo(table(["TAG", "ALIASES", "CREATED", "COMMIT", "ESTIMATOR", "METRICS"], rows))
+    headers = ["TAG", "ALIASES", "CREATED", "COMMIT", "TASK", "ESTIMATOR", "METRICS"]
+    typer.echo(table(headers, rows))
 
 
 @app.command()
@@ -237,13 +239,21 @@ def _describe(meta: ModelMeta) -> str:
         ["created", local_time(meta.created)],
         ["sha256", meta.sha256],
         ["data version", meta.data_version],
+        ["task", meta.card.task],
         ["estimator", meta.card.estimator],
         ["input", f"{meta.card.input.name} {meta.card.input.shape} {meta.card.input.dtype}"],
-        ["labels", ",".join(meta.card.labels)],
+        _outputs(meta.card),
         *[[f"metric {k}", json.dumps(v)] for k, v in meta.metrics.items()],
         *[[f"param {k}", json.dumps(v)] for k, v in meta.params.items()],
     ]
     return table(["FIELD", "VALUE"], rows)
+
+
+def _outputs(card: ModelCard) -> list[str]:
+    """A classifier's labels, or a regressor's value output (name, shape, dtype)."""
+    if isinstance(card.output, ValueOutput):
+        return ["output", f"{card.output.name} {card.output.shape} {card.output.dtype}"]
+    return ["labels", ",".join(card.labels)]
 
 
 def _describe_move(record: AliasRecord) -> str:

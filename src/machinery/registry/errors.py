@@ -43,5 +43,15 @@ class RegistryUnavailable(RegistryError):
     exit_code = 3
 
 
+class ObjectTooLarge(RegistryError):
+    """A stored object over the size a reader allows (the service's model cache cap)."""
+
+    def __init__(self, key: str, size: int, limit: int) -> None:
+        super().__init__(f"{key} is {size} bytes, over the limit of {limit} bytes")
+        self.key = key
+        self.size = size
+        self.limit = limit
+
+
 class IntegrityError(RegistryError):
     """Stored bytes whose sha256 is not the one recorded in ``meta.json``."""

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from machinery.modelcard import sha256_file
-from machinery.registry.errors import RegistryUnavailable
+from machinery.registry.errors import ObjectTooLarge, RegistryUnavailable
 from machinery.registry.store import Blob
 
 LOCK_NAME = ".lock"
@@ -85,9 +85,13 @@ class LocalStore:
                 self._root_must_exist()
                 return None
 
-    def fetch_file(self, key: str, dest: Path) -> bool:
+    def fetch_file(self, key: str, dest: Path, max_bytes: int | None = None) -> bool:
         with self._os_errors():
             try:
+                if max_bytes is not None:
+                    size = self._path(key).stat().st_size
+                    if size > max_bytes:
+                        raise ObjectTooLarge(key, size, max_bytes)
                 shutil.copyfile(self._path(key), dest)
             except FileNotFoundError:
                 if not dest.parent.is_dir():

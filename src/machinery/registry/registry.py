@@ -172,8 +172,10 @@ class Registry:
         return self.listing().models
 
     def listing(self) -> Listing:
-        """Every published tag, newest first; a malformed ``meta.json`` is set apart in
-        ``invalid`` instead of failing the whole listing. Storage faults still raise."""
+        """Every published tag, newest first; a malformed or unreadable ``meta.json`` is set
+        apart in ``invalid`` instead of failing the whole listing. A registry that cannot be
+        listed still raises, and so does one that fails a read and then cannot be listed again
+        (the store went down mid-way, not one tag)."""
         found: list[ModelMeta] = []
         invalid: list[InvalidEntry] = []
         for name in self.store.children("models"):
@@ -181,6 +183,10 @@ class Registry:
                 meta = self._read_meta(name)
             except InvalidMeta as exc:
                 invalid.append(InvalidEntry(tag=name, error=str(exc)))
+                continue
+            except RegistryUnavailable as exc:
+                self.store.children("models")  # raises if the registry itself is gone
+                invalid.append(InvalidEntry(tag=name, error=f"meta.json unreadable: {exc}"))
                 continue
             if meta is not None:  # None: a publish still uploading (or abandoned) its model
                 found.append(meta)
@@ -194,15 +200,16 @@ class Registry:
             raise TagNotFound(f"tag {tag} is not published in {self.location}")
         return meta
 
-    def download(self, tag: str, dest_dir: Path) -> Path:
-        """Write ``dest_dir/model.onnx`` (and its card) atomically after checking its sha256."""
+    def download(self, tag: str, dest_dir: Path, max_bytes: int | None = None) -> Path:
+        """Write ``dest_dir/model.onnx`` (and its card) atomically after checking its sha256;
+        a model over ``max_bytes`` raises ``ObjectTooLarge`` before anything is written."""
         meta = self.meta(tag)
         dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / MODEL_FILENAME
         tmp = dest_dir / f".{MODEL_FILENAME}.{uuid.uuid4().hex}.part"
         card_tmp = tmp.with_suffix(".card")
         try:
-            if not self.store.fetch_file(self._model_key(tag), tmp):
+            if not self.store.fetch_file(self._model_key(tag), tmp, max_bytes):
                 raise IntegrityError(f"tag {tag}: meta.json exists but model.onnx is missing")
             actual = sha256_file(tmp)
             if actual != meta.sha256:

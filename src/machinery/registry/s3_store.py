@@ -20,7 +20,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
-from machinery.registry.errors import RegistryError, RegistryUnavailable
+from machinery.registry.errors import ObjectTooLarge, RegistryError, RegistryUnavailable
 from machinery.registry.store import Blob
 
 if TYPE_CHECKING:  # boto3 costs ~0.7 s of start-up: imported only for an s3:// registry
@@ -138,10 +138,14 @@ class S3Store:
             return None
         return digest.hexdigest()
 
-    def fetch_file(self, key: str, dest: Path) -> bool:
+    def fetch_file(self, key: str, dest: Path, max_bytes: int | None = None) -> bool:
         try:
             with self._errors(key):
                 response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+                size = int(response.get("ContentLength", 0))
+                if max_bytes is not None and size > max_bytes:
+                    response["Body"].close()  # the headers said enough: read no body
+                    raise ObjectTooLarge(key, size, max_bytes)
                 with dest.open("wb") as fh:
                     for chunk in response["Body"].iter_chunks(1 << 20):
                         fh.write(chunk)

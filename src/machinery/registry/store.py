@@ -47,8 +47,9 @@ class Store(Protocol):
         """sha256 of the bytes stored at ``key`` (``None`` when absent)."""
         ...
 
-    def fetch_file(self, key: str, dest: Path) -> bool:
-        """Copy ``key`` to ``dest``; ``False`` when ``key`` is absent."""
+    def fetch_file(self, key: str, dest: Path, max_bytes: int | None = None) -> bool:
+        """Copy ``key`` to ``dest``; ``False`` when ``key`` is absent. Over ``max_bytes`` it
+        raises ``ObjectTooLarge`` before writing anything."""
         ...
 
     def children(self, prefix: str) -> list[str]:

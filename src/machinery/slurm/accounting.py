@@ -128,7 +128,7 @@ class JobRecord:
     start: datetime | None
     end: datetime | None
     elapsed_s: float
-    total_cpu_s: float
+    total_cpu_s: float | None  # None: unknown (no sacct record), never a made-up 0
     alloc_cpus: int
     max_rss_bytes: int | None
     time_limit_s: float | None
@@ -294,7 +294,7 @@ def report_from_record(
     """The report of a finished job; with ``accounting_error`` the record came from squeue and
     the job's own exit code (no sacct), so CPU and memory figures are unknown."""
     efficiency = None
-    if accounting_error is None:
+    if accounting_error is None and record.total_cpu_s is not None:
         efficiency = cpu_efficiency(record.total_cpu_s, record.elapsed_s, record.alloc_cpus)
     segments = stage_segments(record.alloc_cpus, efficiency, record.elapsed_s, timings)
     # squeue's reason on a job that completed is left over from its past (BeginTime after a

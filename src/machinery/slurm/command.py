@@ -84,3 +84,8 @@ def _run_here(spec: Stage, cmd: list[str], root: Path) -> None:
     # is a DVC output, and an unrelated code change must not alter its bytes.
     files = expand(root, spec.deps)
     run_here(spec.name, cmd, root, identity(root, spec, cmd, files), stage_env(spec.name, root))
+    # As a cluster job's stage-out does: a command that exits 0 without its declared outs is a
+    # failure named here, not a COMPLETED left for DVC to trip over.
+    missing = [out for out in spec.outs if not (root / out).exists()]
+    if missing:
+        raise UserError(f"stage {spec.name} ran here, but did not produce {', '.join(missing)}")

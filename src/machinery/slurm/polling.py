@@ -117,6 +117,7 @@ class Watcher:
             self.say(f"squeue has not answered for {silent:.0f} s: {why}")
 
     def _state_change(self, base: str, reason: str, node: str) -> None:
+        reason = "" if reason == "None" else reason  # squeue's word for "no reason"
         if base == "RUNNING":
             self._started = True
             self.node = node or self.node
@@ -127,7 +128,7 @@ class Watcher:
             self.say(f"job {self.job_id} requeued ({cause or reason or 'requeue'})")
         if (base, reason) != self._last and base:
             where = f" on {node}" if base == "RUNNING" and node else ""
-            why = f" ({reason})" if base == "PENDING" and reason not in ("", "None") else ""
+            why = f" ({reason})" if base == "PENDING" and reason else ""
             self.say(f"job {self.job_id}: {base}{why}{where}")
             self._last = (base, reason)
 
@@ -207,7 +208,7 @@ def fallback_record(
         start=start,
         end=end,
         elapsed_s=elapsed,
-        total_cpu_s=0.0,
+        total_cpu_s=None,  # unknown without sacct: null in the record, as documented
         alloc_cpus=cpus,
         max_rss_bytes=None,
         time_limit_s=None,

@@ -102,8 +102,12 @@ def render_cancel(job_id: str | None, layout: Layout, lease_ttl: float) -> str:
     """
     lock = f"mkdir -p {q(layout.runs)} && exec 9>{q(layout.runs + '/.lock')} && flock 9"
     if not job_id:
+        # The marker only while this run's staging dir is there: the submission that would
+        # read it removes both. Without the dir there is nothing to stop (never staged, or
+        # already submitted: scancel by name below), and a marker would be left behind.
+        stage = q(layout.staging_dir)
         return (
-            f"{lock} && touch {q(layout.staging_dir)}.cancel && "
+            f"{lock} && {{ [ ! -d {stage} ] || touch {stage}.cancel; }} && "
             f'scancel --user="$USER" --name={q(JOB_PREFIX + layout.key)}'
         )
     leases = q(layout.run_dir + "/leases")

@@ -97,6 +97,14 @@ def sbatch_lines(job: JobSettings, name: str, layout: Layout) -> list[str]:
         # the log the offload is reading.
         "--open-mode=append",
         f"--chdir={layout.run_dir}",
+        *resource_options(job),
+    ]
+    return [f"#SBATCH {o}" for o in opts]
+
+
+def resource_options(job: JobSettings) -> list[str]:
+    """The job's resource requests (``mlops doctor`` asks ``sbatch --test-only`` about them)."""
+    opts = [
         "--nodes=1",
         "--ntasks=1",
         f"--cpus-per-task={job.cpus}",
@@ -113,7 +121,7 @@ def sbatch_lines(job: JobSettings, name: str, layout: Layout) -> list[str]:
     if job.qos:
         opts.append(f"--qos={job.qos}")
     opts.extend(e if e.startswith("--") else f"--{e}" for e in job.extra)
-    return [f"#SBATCH {o}" for o in opts]
+    return opts
 
 
 def render_job_script(
@@ -177,6 +185,9 @@ def render_prune(layout: Layout, days: float) -> str:
     minutes = max(int(days * 1440), 1)
     runs, cache = q(layout.runs), q(layout.cache)
     return f"""\
+for m in {runs}/.*.cancel; do  # a cancel marker whose staging dir is gone stops nothing
+  if [ -e "$m" ] && [ ! -d "${{m%.cancel}}" ]; then rm -f "$m"; fi
+done
 for d in {runs}/* {runs}/.*; do
   [ -d "$d" ] || continue
   n=$(basename "$d")

@@ -29,6 +29,18 @@ if TYPE_CHECKING:
     import paramiko
 
 
+class Unreachable(UserError):
+    """No TCP connection to the login node."""
+
+
+class HostKeyRejected(UserError):
+    """The login node's host key is not the pinned one (or none is pinned for it)."""
+
+
+class LoginRefused(UserError):
+    """The login node refused our key."""
+
+
 def _load_key(settings: SlurmSettings) -> paramiko.PKey:
     import paramiko
 
@@ -112,7 +124,7 @@ class SshTransport:
             sock = socket.create_connection((s.ssh_host, s.ssh_port), timeout=s.connect_timeout)
         except OSError as exc:
             reason = exc.strerror or exc.__class__.__name__
-            raise UserError(f"cannot reach the login node {self.where}: {reason}") from None
+            raise Unreachable(f"cannot reach the login node {self.where}: {reason}") from None
         # Without it every small command waits on Nagle + delayed ACK (~40 ms).
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
@@ -130,15 +142,21 @@ class SshTransport:
             )
         except paramiko.BadHostKeyException:
             _close(client, sock)
-            raise UserError(
+            raise HostKeyRejected(
                 f"host key of {self.where} does not match MLOPS_SLURM_SSH_KNOWN_HOSTS "
                 "(refusing to connect)"
             ) from None
         except paramiko.AuthenticationException:
             _close(client, sock)
-            raise UserError(f"SSH login to {self.where} refused for this key") from None
+            raise LoginRefused(f"SSH login to {self.where} refused for this key") from None
         except (paramiko.SSHException, OSError, EOFError) as exc:
             _close(client, sock)
+            # RejectPolicy's own words for a host that no pinned line names.
+            if "not found in known_hosts" in str(exc):
+                raise HostKeyRejected(
+                    f"host key of {self.where} not found in known_hosts: no line of "
+                    "MLOPS_SLURM_SSH_KNOWN_HOSTS names it (refusing to connect)"
+                ) from None
             raise UserError(f"SSH to {self.where} failed: {exc}") from None
         transport = client.get_transport()
         if transport is not None:

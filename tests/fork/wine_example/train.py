@@ -35,6 +35,7 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     mc.write_onnx(onx, OUT / mc.MODEL_FILENAME)
     card = mc.ModelCard(
+        task="classification",
         name="wine-quality-grader",
         estimator="gradient_boosting",
         input=mc.TensorSpec(name="features", shape=[None, 13]),

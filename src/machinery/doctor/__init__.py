@@ -1,0 +1,1 @@
+"""``mlops doctor``: every CI setting checked against the real service it names (docs/doctor.md)."""
