@@ -29,7 +29,8 @@ def fixture_dvc_yaml() -> dict[str, object]:
     return {
         "stages": {
             "train": {
-                "cmd": "mlops offload train -- python -m tests.ci.fixture_stages train",
+                "cmd": "mlops offload --check 'python -m tests.ci.fixture_stages check' train"
+                " -- python -m tests.ci.fixture_stages train",
                 "deps": ["tests/ci/fixture_stages.py", "tests/support/fixture_models.py"],
                 "params": ["train"],
                 "outs": ["models/model.onnx", "models/model_card.json", "reports/slurm/train.json"],
