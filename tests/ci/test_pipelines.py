@@ -217,6 +217,31 @@ def _forgejo(p: CIProject, root: Path) -> ForgejoAct:
     )
 
 
+def test_forgejo_a_failed_train_still_comments_and_names_the_stage(
+    ci_project: CIProject, tmp_path: Path
+) -> None:
+    p = ci_project
+    act = _forgejo(p, tmp_path)
+    event = tmp_path / "pull_request.json"
+    pull = {"number": FORGEJO_PR, "base": {"ref": "main"}, "head": {"ref": "typo"}}
+    event.write_text(json.dumps({"number": FORGEJO_PR, "pull_request": pull}))
+    back = p.ws.git("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+    p.ws.git("checkout", "-q", "-B", "typo", "main")
+    try:
+        p.ws.set_param("train.estimator", "bogus")
+        p.ws.git("commit", "-q", "-am", "a typo in params")
+        jobs_before = p.cluster.sacct_jobs()
+        run = act.run("pull_request", "comment", event)
+    finally:
+        p.ws.git("checkout", "-q", back)
+    assert not run.act_succeeded("pipeline"), run.output[-4000:]
+    assert run.act_succeeded("comment"), run.output[-6000:]
+    assert p.cluster.sacct_jobs() == jobs_before
+    ours = [c for c in p.forge.forgejo_comments() if "mlops-comment" in c["body"]]
+    assert len(ours) == 1
+    assert ours[0]["body"].splitlines()[1] == "**Pipeline failed at stage `train`**"
+
+
 def test_forgejo_workflows_run_with_act_for_a_pull_request_and_a_push(
     ci_project: CIProject, tmp_path: Path
 ) -> None:
