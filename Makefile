@@ -127,8 +127,11 @@ ci-remote: setup
 	    $(BIN)/dvc remote modify --local ci endpointurl "$$AWS_ENDPOINT_URL"; fi; \
 	fi
 
+# The pipeline job's log, kept as an artifact even on failure: the comment job reads how it ended.
+PIPELINE_LOG ?= reports/ci/pipeline.log
 pipeline: ci-remote ## CI: dvc repro --pull (unchanged stages restored, not re-run), dvc push --run-cache
-	$(BIN)/dvc repro --pull
+	@mkdir -p $(dir $(PIPELINE_LOG))
+	set -o pipefail; $(BIN)/dvc repro --pull 2>&1 | tee $(PIPELINE_LOG)
 	$(BIN)/dvc push --run-cache
 
 restore: ci-remote ## CI: restore the pipeline's outputs from the DVC remote's run-cache
@@ -143,8 +146,12 @@ bump: setup ## CI on main: pin the pushed image (IMAGE_RECORD) in k8s/overlays/s
 promote: setup ## manual: alias prod → staging's tag and prod overlay → staging's image, one step
 	$(BIN)/mlops deploy promote
 
-comment: setup ## CI on a merge/pull request: post or update the one sticky report comment
-	$(BIN)/mlops comment
+# Restores the outputs only after a pipeline that passed: after a failure `dvc repro` would run
+# the failed stage again (another cluster job); the comment then says what failed instead.
+comment: setup ## CI on a merge/pull request: post or update the one sticky comment (also on failure)
+	@if [ "$$($(BIN)/mlops comment --pipeline-log $(PIPELINE_LOG) --outcome)" = success ]; then \
+	  $(MAKE) --no-print-directory restore; fi
+	$(BIN)/mlops comment --pipeline-log $(PIPELINE_LOG)
 
 # The `test` job: the fork's own tests/example/ plus the template's checks of the files a fork
 # edits (dvc.yaml's deps, nothing outside the example imports it, both forges' CI files). No
@@ -154,8 +161,8 @@ comment: setup ## CI on a merge/pull request: post or update the one sticky repo
 # which is how GitLab matches them to the MR diff.
 TEST_CI_PATHS ?= tests/example tests/pipeline/test_deps.py tests/fork/test_independence.py \
   tests/ci/test_workflows.py
-JUNIT_XML ?= reports/junit.xml
-COVERAGE_XML ?= reports/coverage.xml
+JUNIT_XML ?= reports/tests/junit.xml
+COVERAGE_XML ?= reports/tests/coverage.xml
 .PHONY: test-ci
 test-ci: setup ## CI: the fork's tests/example/ + the template's fork checks, no server (JUnit, coverage)
 	$(BIN)/pytest -m "not integration and not slow" -p no:cacheprovider --junitxml=$(JUNIT_XML) \

@@ -30,7 +30,8 @@ def fixture_dvc_yaml() -> dict[str, object]:
     return {
         "stages": {
             "train": {
-                "cmd": "mlops offload train -- python -m tests.ci.fixture_stages train",
+                "cmd": "mlops offload --check 'python -m tests.ci.fixture_stages check' train"
+                " -- python -m tests.ci.fixture_stages train",
                 "deps": ["tests/ci/fixture_stages.py", "tests/support/fixture_models.py"],
                 "params": ["train"],
                 "outs": ["models/model.onnx", "models/model_card.json", "reports/slurm/train.json"],
@@ -233,17 +234,35 @@ class ForgejoAct:
             "--action-offline-mode",
             "-e",
             str(event_json),
-            "--var",
-            "MLOPS_NO_ARTIFACTS=1",
         ]
-        # act loads every action a job names before it evaluates `if:`; the artifact steps are
-        # off (no network), so local no-ops stand in for the remote actions they use.
-        for action in ("upload-artifact", "download-artifact"):
+        # No network for actions/upload-artifact and download-artifact: local stand-ins keep a
+        # run's artifacts in a directory (name -> the uploaded directory's content), enough for
+        # the comment job to read the pipeline job's log as it does on Forgejo.
+        store = self.cache / "artifacts"
+        for action, script in (
+            ("upload-artifact", f'mkdir -p "{store}/$N" && cp -r "$P"/. "{store}/$N"/'),
+            ("download-artifact", f'mkdir -p "$P" && cp -r "{store}/$N"/. "$P"/'),
+        ):
             stand_in = self.cache / action
             stand_in.mkdir(parents=True, exist_ok=True)
             (stand_in / "action.yml").write_text(
-                f"name: {action} stand-in\ndescription: never runs (MLOPS_NO_ARTIFACTS)\n"
-                "runs:\n  using: composite\n  steps:\n    - run: exit 1\n      shell: bash\n"
+                yaml.safe_dump(
+                    {
+                        "name": f"{action} stand-in",
+                        "description": "a local directory instead of the artifact service",
+                        "inputs": {"name": {"required": True}, "path": {"required": True}},
+                        "runs": {
+                            "using": "composite",
+                            "steps": [
+                                {
+                                    "run": script,
+                                    "shell": "bash",
+                                    "env": {"N": "${{ inputs.name }}", "P": "${{ inputs.path }}"},
+                                }
+                            ],
+                        },
+                    }
+                )
             )
             cmd += ["--local-repository", f"actions/{action}@v3={stand_in}"]
         for key, value in self.variables.items():

@@ -110,6 +110,30 @@ def test_merge_request_pipeline_then_a_readme_push(ci_project: CIProject) -> Non
     assert len(puts) >= 1
 
 
+def test_a_failed_train_still_comments_and_names_the_stage(ci_project: CIProject) -> None:
+    """A typo in params: the params check fails before any Slurm job, the pipeline goes red, and
+    the comment job still runs and says which stage failed (not the last green report)."""
+    p = ci_project
+    back = p.ws.git("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+    p.ws.git("checkout", "-q", "-B", "typo", "main")
+    try:
+        p.ws.set_param("train.estimator", "bogus")
+        p.ws.git("commit", "-q", "-am", "a typo in params")
+        jobs_before = p.cluster.sacct_jobs()
+        run = p.ci.run(merge_request=True)
+    finally:
+        p.ws.git("checkout", "-q", back)
+    assert run.proc.returncode != 0, run.output[-4000:]
+    assert "comment" in run.passed() and "pipeline" not in run.passed(), run.output[-6000:]
+    assert "params check failed, nothing submitted" in run.job_log("pipeline")
+    assert p.cluster.sacct_jobs() == jobs_before  # no cluster job for a typo
+    ours = [n for n in p.forge.gitlab_notes() if "mlops-comment" in n["body"]]
+    assert len(ours) == 1
+    body = ours[0]["body"]
+    assert body.splitlines()[1] == "**Pipeline failed at stage `train`**", body
+    assert "train.estimator: 'bogus' is not logreg or tree" in body
+
+
 def test_main_pipeline_tags_publishes_builds_and_bumps_and_a_rerun_changes_nothing(
     ci_project: CIProject,
     oci_registry: OciRegistry,
@@ -202,6 +226,31 @@ def _forgejo(p: CIProject, root: Path) -> ForgejoAct:
             "FORGEJO_ACTIONS": "true",
         },
     )
+
+
+def test_forgejo_a_failed_train_still_comments_and_names_the_stage(
+    ci_project: CIProject, tmp_path: Path
+) -> None:
+    p = ci_project
+    act = _forgejo(p, tmp_path)
+    event = tmp_path / "pull_request.json"
+    pull = {"number": FORGEJO_PR, "base": {"ref": "main"}, "head": {"ref": "typo"}}
+    event.write_text(json.dumps({"number": FORGEJO_PR, "pull_request": pull}))
+    back = p.ws.git("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
+    p.ws.git("checkout", "-q", "-B", "typo", "main")
+    try:
+        p.ws.set_param("train.estimator", "bogus")
+        p.ws.git("commit", "-q", "-am", "a typo in params")
+        jobs_before = p.cluster.sacct_jobs()
+        run = act.run("pull_request", "comment", event)
+    finally:
+        p.ws.git("checkout", "-q", back)
+    assert not run.act_succeeded("pipeline"), run.output[-4000:]
+    assert run.act_succeeded("comment"), run.output[-6000:]
+    assert p.cluster.sacct_jobs() == jobs_before
+    ours = [c for c in p.forge.forgejo_comments() if "mlops-comment" in c["body"]]
+    assert len(ours) == 1
+    assert ours[0]["body"].splitlines()[1] == "**Pipeline failed at stage `train`**"
 
 
 def test_forgejo_workflows_run_with_act_for_a_pull_request_and_a_push(

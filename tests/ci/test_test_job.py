@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from tests.ci.pipelines import (
     GitLabRun,
     make_ci_project,
 )
+from tests.support.forge_server import FORGEJO_PR, FORGEJO_REPO, FORGEJO_TOKEN, ForgeServer
 from tests.support.workspace import Workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -64,6 +66,7 @@ class Fork:
     gitlab: GitLabCI
     act: ForgejoAct
     event: Path
+    forge: ForgeServer
 
     def with_tests(self, **files: str) -> None:
         """The fork's tests/example/ is exactly ``files`` (name -> source), committed."""
@@ -80,8 +83,8 @@ class Fork:
         return self.ws.path / ".gitlab-ci-local" / "artifacts" / "test" / rel
 
     def act_junit(self) -> Path:
-        """Where act's test job writes its JUnit (act removes its work copy after a job)."""
-        return Path(self.act.env["JUNIT_XML"])
+        """The JUnit file act's test job uploaded (the artifact stand-in keeps it on disk)."""
+        return self.act.cache / "artifacts" / "test-reports" / "junit.xml"
 
     def run_act(self, job: str) -> GitLabRun:
         self.act_junit().unlink(missing_ok=True)
@@ -89,7 +92,7 @@ class Fork:
 
 
 @pytest.fixture(scope="module")
-def fork(tmp_path_factory: pytest.TempPathFactory) -> Fork:
+def fork(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fork]:
     root = tmp_path_factory.mktemp("fork-ci")
     ws, _ = make_ci_project(root / "project", root / "origin.git")
     package = ws.path / PACKAGE
@@ -103,18 +106,38 @@ def fork(tmp_path_factory: pytest.TempPathFactory) -> Fork:
     # own src/ goes first, as a runner's `make setup` (pip install -e .) would have it.
     common = {"VENV": str(VENV), "TEST_CI_PATHS": FIXTURE_TEST_CI_PATHS, "PYTHONPATH": "src"}
     event = root / "pull_request.json"
-    event.write_text(json.dumps({"number": 5, "pull_request": {"number": 5}}))
-    return Fork(
-        ws,
-        GitLabCI(ws.path, root / "gcl-home", {**common, "MYPY_CACHE_DIR": str(root / "mypy")}),
-        ForgejoAct(ws.path, root / "act-cache", env={**common, "JUNIT_XML": str(root / "j.xml")}),
-        event,
-    )
+    event.write_text(json.dumps({"number": FORGEJO_PR, "pull_request": {"number": FORGEJO_PR}}))
+    forge = ForgeServer(root / "forge").start()
+    gitlab = {**forge.gitlab_env(), "MLOPS_COMMENT_FORGE": "gitlab", "MYPY_CACHE_DIR": str(root)}
+    forgejo = {"GITHUB_SERVER_URL": forge.url, "GITHUB_REPOSITORY": FORGEJO_REPO}
+    try:
+        yield Fork(
+            ws,
+            GitLabCI(ws.path, root / "gcl-home", {**common, **gitlab}),
+            ForgejoAct(
+                ws.path,
+                root / "act-cache",
+                secrets={"MLOPS_COMMENT_TOKEN": FORGEJO_TOKEN},
+                env={**common, **forgejo, "FORGEJO_ACTIONS": "true"},
+            ),
+            event,
+            forge,
+        )
+    finally:
+        forge.stop()
 
 
 def _rendered_names(line: str) -> list[str]:
     tokens = MarkdownIt("commonmark").parse(line)
     return [c.content for t in tokens for c in t.children or [] if c.type == "code_inline"]
+
+
+def _assert_says_the_test_failed(body: str, passed: int) -> None:
+    lines = body.splitlines()
+    assert lines[0].startswith("<!-- mlops-comment: ")
+    assert lines[1].startswith(f"**Tests:** ❌ 1 failed, {passed} passed: "), body[:500]
+    assert _rendered_names(lines[1]) == [FAILED_NAME]
+    assert "The pipeline did not run" in body  # no stale model report stands for this push
 
 
 def _act_failed(run: GitLabRun, job: str) -> bool:
@@ -134,18 +157,25 @@ def test_a_failing_fork_test_turns_the_merge_request_pipeline_red_and_is_named(
     assert "make pipeline" not in run.output and "pipeline" not in run.passed()
     assert FAILED_NAME.rsplit(".", 1)[1] in run.job_log("test")
 
-    junit = fork.gitlab_artifact("reports/junit.xml")  # `artifacts: when: always`
+    junit = fork.gitlab_artifact("reports/tests/junit.xml")  # `artifacts: when: always`
     counts = read_junit(junit)
     assert counts.failed == [FAILED_NAME] and counts.passed >= 2
-    line = summary_line(counts)
-    assert line.startswith("**Tests:** ❌ 1 failed, ")
-    assert _rendered_names(line) == [FAILED_NAME]
+    # The comment job runs after a red job too (`when: always`). gitlab-ci-local never starts it
+    # here: it waits for the `pipeline` need to finish, and a job it did not start never does
+    # (GitLab marks it skipped and goes on). So it runs alone, with the test job's artifacts.
+    comment = fork.gitlab.run("comment", merge_request=True)
+    assert comment.passed() == ["comment"], comment.output[-4000:]
+    (note,) = [n for n in fork.forge.gitlab_notes() if "mlops-comment" in n["body"]]
+    _assert_says_the_test_failed(note["body"], counts.passed)
 
-    forgejo = fork.run_act("pipeline")
+    forgejo = fork.run_act("comment")
     assert forgejo.proc.returncode != 0
     assert _act_failed(forgejo, "test"), forgejo.output[-4000:]
     assert not forgejo.act_succeeded("pipeline") and "make pipeline" not in forgejo.output
     assert read_junit(fork.act_junit()).failed == [FAILED_NAME]
+    assert forgejo.act_succeeded("comment"), forgejo.output[-4000:]
+    (comment,) = fork.forge.forgejo_comments()
+    _assert_says_the_test_failed(comment["body"], counts.passed)
 
 
 def test_a_passing_fork_is_green_with_its_counts_and_coverage(fork: Fork) -> None:
@@ -154,7 +184,7 @@ def test_a_passing_fork_is_green_with_its_counts_and_coverage(fork: Fork) -> Non
     run = fork.gitlab.run("test", merge_request=True)
     assert run.proc.returncode == 0, run.output[-4000:]
     assert run.passed() == ["test"]
-    counts = read_junit(fork.gitlab_artifact("reports/junit.xml"))
+    counts = read_junit(fork.gitlab_artifact("reports/tests/junit.xml"))
     assert counts.failed == [] and counts.passed >= 2
     assert summary_line(counts) == f"**Tests:** ✅ {counts.passed} passed"
     # The `coverage:` regex finds the total (gitlab-ci-local applies it as GitLab does); the
@@ -164,7 +194,7 @@ def test_a_passing_fork_is_green_with_its_counts_and_coverage(fork: Fork) -> Non
     found = re.search(regex.strip("/"), log, flags=re.M)
     assert found and found.group(1) == "100%", log[-2000:]
     assert re.search(r" PASS +test 100% coverage", run.output)
-    cobertura = fork.gitlab_artifact("reports/coverage.xml").read_text()
+    cobertura = fork.gitlab_artifact("reports/tests/coverage.xml").read_text()
     assert f'filename="{PACKAGE / "scale.py"}"' in cobertura  # relative to the project root
 
     forgejo = fork.run_act("test")

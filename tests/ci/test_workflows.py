@@ -92,6 +92,34 @@ def test_one_pipeline_per_push() -> None:
     assert all(rule.get("when") == "manual" for rule in manual)
 
 
+def test_the_comment_job_runs_after_a_failure_one_per_merge_request_at_a_time() -> None:
+    gitlab = yaml.safe_load(GITLAB.read_text())["comment"]
+    assert gitlab["rules"] == [
+        {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"', "when": "always"}
+    ]
+    # The pipeline job's artifacts (its log) come along; either runner setup's job will do. The
+    # test job's JUnit too, for the comment's test summary.
+    needs = {n["job"]: (n.get("optional", False), n["artifacts"]) for n in gitlab["needs"]}
+    assert needs == {
+        "pipeline": (True, True),
+        "pipeline:login-node": (True, True),
+        "test": (False, True),
+    }
+    assert "$CI_MERGE_REQUEST_IID" in gitlab["resource_group"]
+    forgejo = yaml.safe_load((FORGEJO / "ci.yml").read_text())["jobs"]["comment"]
+    assert forgejo["if"].startswith("${{ always() && ")
+    assert forgejo["needs"] == "pipeline"
+    assert forgejo["env"]["MLOPS_PIPELINE_RESULT"] == "${{ needs.pipeline.result }}"
+    assert forgejo["concurrency"] == {
+        "group": "comment-pr-${{ github.event.pull_request.number }}",
+        "cancel-in-progress": False,
+    }
+    pipeline = yaml.safe_load((FORGEJO / "ci.yml").read_text())["jobs"]["pipeline"]
+    upload = next(s for s in pipeline["steps"] if "upload-artifact" in s.get("uses", ""))
+    download = next(s for s in forgejo["steps"] if "download-artifact" in s.get("uses", ""))
+    assert upload["with"]["name"] == download["with"]["name"] and "always()" in upload["if"]
+
+
 def test_the_bump_commit_carries_the_skip_marker_both_forges_honour() -> None:
     # GitLab: [skip ci] anywhere in the message; Forgejo: its default SKIP_WORKFLOW_STRINGS
     # ("[skip ci]", "[ci skip]", "[no ci]", "[skip actions]", "[actions skip]").

@@ -16,7 +16,7 @@ from tests.support.forge_server import (
     ForgeServer,
 )
 from tests.support.markdown import image_urls, table_with_header, tables
-from tests.support.report_project import IMAGES, PER_CLASS, Mlops, ReportProject
+from tests.support.report_project import IMAGES, PER_CLASS, Mlops, ReportProject, png
 
 MARKER = "<!-- mlops-comment: ci -->"
 
@@ -61,7 +61,7 @@ def test_gitlab_posts_one_note_and_updates_it_with_the_diff_against_the_target(
         "PUT",
     ]
     uploads = [r for r in requests if r["path"].endswith("/uploads")]
-    assert len(uploads) == 2 * len(IMAGES)
+    assert len(uploads) == len(IMAGES)  # the second push's plots are the same bytes: reused
     assert all(r["form"][0]["field"] == "file" for r in uploads)
     assert all(r["auth"] == "private-token" for r in requests if r["path"].startswith("/api/"))
 
@@ -95,12 +95,22 @@ def test_forgejo_attaches_plots_to_its_comment_and_keeps_only_the_latest(
 
     ours = [c for c in forge_server.forgejo_comments() if c["user"]["login"] == "ci-bot"]
     assert len(ours) == 1
-    assert len(ours[0]["assets"]) == len(IMAGES)  # the first push's attachments were deleted
+    assert len(ours[0]["assets"]) == len(IMAGES)
     assert len(forge_server.state()["forgejo_attachments"]) == len(IMAGES)
     _assert_images_on_forge(ours[0]["body"], forge_server, project)
     methods = [(r["method"], r["path"].rsplit("/", 1)[-1]) for r in forge_server.requests()]
     assert methods.count(("PATCH", str(ours[0]["id"]))) == 2
-    assert sum(m == "DELETE" for m, _ in methods) == len(IMAGES)
+    assert methods.count(("POST", "assets")) == len(IMAGES)  # the same plots: attached once
+
+    # A new plot replaces its old attachment; the unchanged one stays attached.
+    (project.path / "eval/plots/images" / IMAGES[0]).write_bytes(png(3))
+    assert "comment: updated" in mlops("comment", env=env).stdout
+    ours = [c for c in forge_server.forgejo_comments() if c["user"]["login"] == "ci-bot"]
+    assert len(ours[0]["assets"]) == len(IMAGES)
+    _assert_images_on_forge(ours[0]["body"], forge_server, project)
+    methods = [(r["method"], r["path"].rsplit("/", 1)[-1]) for r in forge_server.requests()]
+    assert methods.count(("POST", "assets")) == len(IMAGES) + 1
+    assert sum(m == "DELETE" for m, _ in methods) == 1
     api = [r for r in forge_server.requests() if r["path"].startswith("/api/")]
     assert all(r["auth"] == "authorization:token" for r in api)
 
@@ -136,12 +146,18 @@ def _gitlab(forge: ForgeServer, **changes: str | None) -> dict[str, str]:
         ("read-only token", "MLOPS_COMMENT_TOKEN may not write notes on project 7"),
         ("bad token", "MLOPS_COMMENT_TOKEN was rejected (401 Unauthorized)"),
         ("unknown MR", "merge request !999 not found (404): check CI_PROJECT_ID / CI_MERGE_"),
-        ("unreachable", "cannot reach http://127.0.0.1:9 (ConnectionError): check CI_SERVER_URL"),
+        (
+            "unreachable",
+            "cannot reach http://127.0.0.1:9 (ConnectionError, after 6 retries over 6.3 s): check",
+        ),
         ("forgejo read-only", "MLOPS_COMMENT_TOKEN may not write comments on owner/project #5"),
         ("forgejo bad token", "MLOPS_COMMENT_TOKEN was rejected (401: user does not exist)"),
-        ("forgejo unreachable", "cannot reach http://127.0.0.1:9 (ConnectError): check GITHUB_"),
+        (
+            "forgejo unreachable",
+            "cannot reach http://127.0.0.1:9 (ConnectError, after 6 retries over 6.3 s)",
+        ),
         ("not a PR", "CI_MERGE_REQUEST_IID is not set: not a merge/pull request pipeline?"),
-        ("server error", "GitLab answered 502: 502 injected by the test"),
+        ("client error", "GitLab answered 422: 422 injected by the test"),
         ("forgejo unknown PR", "Forgejo repository owner/project or pull request #999 not found"),
     ],
 )
@@ -166,12 +182,12 @@ def test_a_failed_comment_is_one_line_and_fails_only_when_asked(
         "forgejo bad token": {**forgejo, "MLOPS_COMMENT_TOKEN": "revoked"},
         "forgejo unreachable": {**forgejo, "GITHUB_SERVER_URL": "http://127.0.0.1:9"},
         "not a PR": _gitlab(forge_server, CI_MERGE_REQUEST_IID=""),
-        "server error": _gitlab(forge_server),
+        "client error": _gitlab(forge_server),
         "forgejo unknown PR": {**forgejo, "MLOPS_COMMENT_FORGE": "forgejo"},
     }[case]
     args = ["--target", "pr/999"] if case == "forgejo unknown PR" else []
-    if case == "server error":
-        forge_server.fail_next(502, times=2, path_contains="/notes")
+    if case == "client error":
+        forge_server.fail_next(422, times=2, path_contains="/notes")
     if case == "job token":
         env.pop("MLOPS_COMMENT_TOKEN")
     if case == "no token":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from machinery.slurm.remote import render_cancel
 from machinery.slurm.script import Layout, render_prune
@@ -89,3 +90,86 @@ def test_transport_none_names_a_declared_out_the_command_did_not_produce(
     last = proc.stderr.strip().splitlines()[-1]
     assert last == f"error: stage {project.stage} ran here, but did not produce out", proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def _outs_tar(marker: str) -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in (("models/model.onnx", b"onnx" + marker.encode()),
+                           ("models/model_card.json", b"{}"), ("metrics.json", b"{}")):  # fmt: skip
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_two_runs_sharing_a_job_copy_the_outs_back_without_failing_each_other(
+    tmp_path: Path,
+) -> None:
+    """Run B's copy-back starts while run A's is between its unpack and its check (A's transport
+    hands control to B once A's tar has been read): with outs deleted and unpacked in place, B's
+    delete made A report "the job did not produce models" from a job that did."""
+    import threading
+
+    from machinery.slurm.script import Layout
+    from machinery.slurm.staging import stage_out
+    from machinery.slurm.transport import Result
+
+    outs = ["models", "metrics.json"]
+    layout = Layout("/home/u/.mlops", "train-0123456789abcdef", "n0")
+    b_started, b_may_finish = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    class Gate:
+        """B's stream: B's sink has started (and, before the fix, deleted the outs in place)
+        by the time its first read waits here."""
+
+        def __init__(self, data: bytes) -> None:
+            import io
+
+            self.inner = io.BytesIO(data)
+
+        def read(self, size: int = -1) -> bytes:
+            b_started.set()
+            b_may_finish.wait(10)
+            return self.inner.read(size)
+
+    class Fake:
+        def __init__(self, marker: str, gate: bool, then: Any = None) -> None:
+            self.marker, self.gate, self.then = marker, gate, then
+
+        def run(self, command: str, sink: Any = None, **_: Any) -> Result:
+            import io
+
+            data = _outs_tar(self.marker)
+            sink(Gate(data) if self.gate else io.BytesIO(data))
+            if self.then:
+                self.then()
+            return Result(0, b"", b"")
+
+    def run_b() -> None:
+        try:
+            stage_out(Fake("B", gate=True), layout, tmp_path, outs)  # type: ignore[arg-type]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=run_b)
+
+    def hand_over() -> None:
+        thread.start()
+        assert b_started.wait(10)
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models/model.onnx").write_bytes(b"stale")
+    try:
+        stage_out(Fake("A", gate=False, then=hand_over), layout, tmp_path, outs)  # type: ignore
+    finally:
+        b_may_finish.set()
+        thread.join(10)
+    assert not errors, errors
+    assert (tmp_path / "models/model.onnx").read_bytes() in (b"onnxA", b"onnxB")
+    assert (tmp_path / "models/model_card.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "models"]  # no scratch

@@ -21,7 +21,11 @@ Shapes followed (status codes, JSON fields, headers):
 Every request is recorded (method, path, query, the auth header kind, JSON body or multipart parts
 with sizes and sha256) and readable at ``GET /_forge/requests``; ``GET /_forge/state`` shows the
 notes/comments and uploads; ``POST /_forge/seed`` adds other users' comments (pagination);
-``POST /_forge/fail`` makes the next N matching requests answer a given status.
+``POST /_forge/fail`` makes the next N matching requests answer a given status (a proxy's 502 or
+503: nothing changes on the forge); ``POST /_forge/barrier`` holds the next N matching requests
+until all N arrived (two CI jobs reading the same state at once). Deleting a note or comment
+(``DELETE …/notes/:note_id``; Forgejo ``DELETE /repos/{owner}/{repo}/issues/comments/{id}``,
+which drops its attachments) is its author's right only (403 otherwise).
 
 Run by the fixture as ``python tests/support/forge_server.py --port P --state DIR``; stdlib only
 (plus the stdlib email parser for multipart), so it starts in ~0.1 s in any venv.
@@ -110,6 +114,7 @@ class State:
         self.forgejo_comments: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self.forgejo_attachments: dict[str, tuple[int, bytes]] = {}  # uuid -> (comment, bytes)
         self.faults: list[dict[str, Any]] = []
+        self.barriers: list[dict[str, Any]] = []
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -164,7 +169,8 @@ class Handler(BaseHTTPRequestHandler):
             "auth": self._auth_kind(),
             "content_type": ctype.split(";")[0],
         }
-        status, headers, payload = 500, {}, b""
+        headers: dict[str, str] = {}
+        status, payload = 500, b""
         try:
             form: list[dict[str, Any]] = []
             body: Any = None
@@ -186,6 +192,8 @@ class Handler(BaseHTTPRequestHandler):
                 except json.JSONDecodeError:
                     body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
                 entry["json"] = body
+            if not path.startswith("/_forge/"):
+                self._barrier(path)
             with state.lock:
                 fault = self._fault(path)
                 if fault is not None:
@@ -218,10 +226,30 @@ class Handler(BaseHTTPRequestHandler):
 
     def _fault(self, path: str) -> int | None:
         for fault in self.server.state.faults:
-            if fault["times"] > 0 and fault.get("path_contains", "") in path:
+            if self._matches(fault, path) and fault["times"] > 0:
                 fault["times"] -= 1
                 return int(fault["status"])
         return None
+
+    def _matches(self, rule: dict[str, Any], path: str) -> bool:
+        method = rule.get("method") or self.command
+        return bool(method == self.command and rule.get("path_contains", "") in path)
+
+    def _barrier(self, path: str) -> None:
+        """Hold a matching request until ``parties`` of them have arrived (or ``timeout``
+        passed): two jobs then both read the same state before either writes."""
+        state = self.server.state
+        with state.lock:
+            barrier = next(
+                (b for b in state.barriers if b["left"] > 0 and self._matches(b, path)), None
+            )
+            if barrier is None:
+                return
+            barrier["left"] -= 1
+        try:
+            barrier["barrier"].wait(timeout=barrier["timeout"])
+        except threading.BrokenBarrierError:
+            pass  # the other party never came: answer anyway, the test will see it
 
     def _json(self, status: int, data: Any, **headers: str) -> tuple[int, dict[str, str], bytes]:
         return status, {"Content-Type": "application/json", **headers}, json.dumps(data).encode()
@@ -272,9 +300,22 @@ class Handler(BaseHTTPRequestHandler):
                     "status": int(body["status"]),
                     "times": int(body.get("times", 1)),
                     "path_contains": body.get("path_contains", ""),
+                    "method": body.get("method"),
                 }
             )
             return self._json(200, {"faults": state.faults})
+        if path == "/_forge/barrier" and self.command == "POST":
+            parties = int(body.get("parties", 2))
+            state.barriers.append(
+                {
+                    "barrier": threading.Barrier(parties),
+                    "left": parties,
+                    "timeout": float(body.get("timeout", 30)),
+                    "path_contains": body.get("path_contains", ""),
+                    "method": body.get("method"),
+                }
+            )
+            return self._json(200, {"barriers": len(state.barriers)})
         raise HTTPError(404, {"message": "no such control endpoint"})
 
     # -- GitLab v4 --------------------------------------------------------------------------
@@ -423,6 +464,11 @@ class Handler(BaseHTTPRequestHandler):
             note["body"] = (body or {}).get("body", note["body"])
             note["updated_at"] = _now()
             return self._json(200, note)
+        if self.command == "DELETE":
+            if note["author"]["username"] != token["user"]:
+                raise HTTPError(403, {"message": "403 Forbidden"})
+            notes.remove(note)
+            return 204, {}, b""
         raise HTTPError(405, {"message": "405 Method Not Allowed"})
 
     def _gitlab_page(
@@ -601,6 +647,13 @@ class Handler(BaseHTTPRequestHandler):
                 comment["body"] = (body or {}).get("body", comment["body"])
                 comment["updated_at"] = _now()
                 return self._json(200, comment)
+            if self.command == "DELETE":
+                for comments in self.server.state.forgejo_comments.values():
+                    if comment in comments:
+                        comments.remove(comment)
+                for asset in comment["assets"]:
+                    self.server.state.forgejo_attachments.pop(asset["uuid"], None)
+                return 204, {}, b""
             raise HTTPError(405, {"message": "method not allowed"})
         attachment_id = m.group(3)
         if attachment_id is None and self.command == "GET":
@@ -828,11 +881,30 @@ class ForgeServer:
             {"forge": forge, "count": count, "body": body, **defaults, **where},
         )
 
-    def fail_next(self, status: int, times: int = 1, path_contains: str = "") -> None:
+    def fail_next(
+        self, status: int, times: int = 1, path_contains: str = "", method: str | None = None
+    ) -> None:
+        """The next ``times`` API requests whose path contains ``path_contains`` (and of
+        ``method``, if given) answer ``status`` without touching the state."""
         self._call(
             "POST",
             "/_forge/fail",
-            {"status": status, "times": times, "path_contains": path_contains},
+            {"status": status, "times": times, "path_contains": path_contains, "method": method},
+        )
+
+    def hold_until(
+        self, parties: int, path_contains: str, method: str = "GET", timeout: float = 30
+    ) -> None:
+        """The next ``parties`` matching requests wait for each other: truly concurrent readers."""
+        self._call(
+            "POST",
+            "/_forge/barrier",
+            {
+                "parties": parties,
+                "path_contains": path_contains,
+                "method": method,
+                "timeout": timeout,
+            },
         )
 
     def gitlab_env(self, token: str | None = GITLAB_TOKEN) -> dict[str, str]:

@@ -9,13 +9,14 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from machinery.comment.base import MAX_IMAGE_BYTES, Backend
+from machinery.comment.base import MAX_IMAGE_BYTES, Backend, Render
 from machinery.comment.baseline import target_revision
 from machinery.comment.context import CommentError, PullRequest, marker, pull_request, token
+from machinery.comment.outcome import read_outcome, render_outcome
 from machinery.comment.tests_summary import junit_summary, with_summary_line
 from machinery.errors import UserError, exits_cleanly
 from machinery.params import load_section
@@ -103,8 +104,26 @@ def comment(
     fail_on_error: Annotated[
         bool, typer.Option(help="Exit 1 when the comment cannot be posted (default: warn only).")
     ] = False,
+    pipeline_log: Annotated[
+        Optional[Path],  # noqa: UP007 - typer reads the annotation at run time
+        typer.Option(
+            help="The pipeline job's log (CI: reports/ci/pipeline.log). Missing: that job did not"
+            " run; an ERROR line: it failed, and the comment says where instead of a report."
+        ),
+    ] = None,
+    outcome: Annotated[
+        bool,
+        typer.Option(
+            "--outcome",
+            help="Print how the pipeline ended (success, failure, skipped, cancelled) and exit.",
+        ),
+    ] = False,
 ) -> None:
     """Post the model report as one sticky comment on the merge/pull request, updated in place."""
+    ended = read_outcome(os.environ, pipeline_log)
+    if outcome:
+        typer.echo(ended.result)
+        return
     try:
         pr: PullRequest | None = pull_request(os.environ, target)
     except CommentError as exc:
@@ -113,26 +132,43 @@ def comment(
             return
         pr = None  # a local preview: the current workspace, diffed only with --baseline
     title = watermark_title or (pr.workflow if pr else "") or "mlops"
+    if not ended.passed:
+        body = render_outcome(ended, marker(title), pr.pipeline_url if pr else "")
+        _post(pr, dry_run, marker(title), [], lambda urls: body, fail_on_error)
+        return
     context = _context(
         pr, baseline or None, report_url or (pr.report_url if pr else ""), marker(title)
     )
-    tests = junit_summary()  # the test job's JUnit summary, first in the comment
+    images = _publishable(context.inputs.images) if publish and not dry_run else []
+    _post(
+        pr,
+        dry_run,
+        context.marker,
+        images,
+        lambda urls: render(replace(context, image_urls=urls), "report.md.j2"),
+        fail_on_error,
+    )
 
-    def body(urls: dict[str, str] | None) -> str:
-        md = render(replace(context, image_urls=urls), "report.md.j2")
-        return with_summary_line(md, tests, context.marker)
+
+def _post(
+    pr: PullRequest | None,
+    dry_run: bool,
+    mark: str,
+    images: list[Image],
+    body: Render,
+    fail_on_error: bool,
+) -> None:
+    tests = junit_summary()  # the CI test job's JUnit summary, first in the comment
+
+    def with_tests(urls: dict[str, str]) -> str:
+        return with_summary_line(body(urls), tests, mark)
 
     if dry_run:
-        typer.echo(body(None), nl=False)
+        typer.echo(with_tests({}), nl=False)
         return
     assert pr is not None
-    images = _publishable(context.inputs.images) if publish else []
     try:
-        posted = _backend(pr).publish(
-            context.marker,
-            images,
-            body,
-        )
+        posted = _backend(pr).publish(mark, images, with_tests)
     except CommentError as exc:
         _fail(str(exc), fail_on_error)
         return

@@ -32,6 +32,7 @@ class PullRequest:
     target_branch: str
     workflow: str
     report_url: str
+    pipeline_url: str = ""  # where a failed pipeline's log is: GitLab's pipeline, Forgejo's run
 
 
 def forge_of(env: Mapping[str, str]) -> Forge | None:
@@ -96,6 +97,7 @@ def pull_request(env: Mapping[str, str], target: str = "pr") -> PullRequest:
             target_branch=env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", ""),
             workflow=env.get("CI_PIPELINE_NAME", ""),
             report_url=f"{job_url}/artifacts/file/reports/report.html" if job_url else "",
+            pipeline_url=env.get("CI_PIPELINE_URL", ""),
         )
     server = _require(env, "FORGEJO_SERVER_URL", "GITHUB_SERVER_URL")
     repo = _require(env, "FORGEJO_REPOSITORY", "GITHUB_REPOSITORY")
@@ -112,6 +114,7 @@ def pull_request(env: Mapping[str, str], target: str = "pr") -> PullRequest:
     base = pr.get("base") if isinstance(pr.get("base"), dict) else {}
     assert isinstance(base, dict)
     run = env.get("GITHUB_RUN_NUMBER", "")
+    run_url = f"{server}/{repo}/actions/runs/{run}" if run else ""
     return PullRequest(
         forge=forge,
         server_url=server,
@@ -119,7 +122,8 @@ def pull_request(env: Mapping[str, str], target: str = "pr") -> PullRequest:
         number=number,
         target_branch=env.get("GITHUB_BASE_REF") or str(base.get("ref") or ""),
         workflow=env.get("GITHUB_WORKFLOW", ""),
-        report_url=f"{server}/{repo}/actions/runs/{run}" if run else "",
+        report_url=run_url,
+        pipeline_url=run_url,
     )
 
 

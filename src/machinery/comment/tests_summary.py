@@ -1,23 +1,23 @@
 """The PR comment's one-line test summary, read from the JUnit XML the CI ``test`` job leaves.
 
-The ``test`` job (``make test-ci``) writes ``reports/junit.xml``; the comment job receives it as
-an artifact. Counted from the ``<testcase>`` elements (not the suites' own totals, which some
+The ``test`` job (``make test-ci``) writes ``reports/tests/junit.xml``; the comment job receives
+it as an artifact. Counted from the ``<testcase>`` elements (not the suites' own totals, which some
 producers leave out), so any JUnit producer a fork switches to works the same.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from machinery.errors import UserError
+from machinery.report import markdown
 
 JUNIT_VAR = "MLOPS_JUNIT_XML"
-DEFAULT_JUNIT = Path("reports/junit.xml")
+DEFAULT_JUNIT = Path("reports/tests/junit.xml")
 # One line stays one line: past this many failed tests, the rest are counted, not named.
 MAX_NAMED = 10
 
@@ -60,15 +60,6 @@ def read_junit(path: Path) -> JUnitCounts:
     return JUnitCounts(passed=passed, skipped=skipped, failed=failed)
 
 
-def _code(text: str) -> str:
-    """``text`` as one inline code span whatever it holds (a test id may carry backticks, ``|``
-    or ``<``): the fence is one backtick longer than the longest run inside."""
-    one_line = " ".join(text.splitlines())
-    fence = "`" * (max((len(run) for run in re.findall(r"`+", one_line)), default=0) + 1)
-    pad = " " if one_line.startswith("`") or one_line.endswith("`") else ""
-    return f"{fence}{pad}{one_line}{pad}{fence}"
-
-
 def summary_line(run: JUnitCounts) -> str:
     """``**Tests:** ❌ 1 failed, 30 passed: `name` `` as Markdown, one line."""
     if run.total == 0:
@@ -79,22 +70,22 @@ def summary_line(run: JUnitCounts) -> str:
         counts.append(f"{run.skipped} skipped")
     line = f"**Tests:** {'❌' if run.failed else '✅'} {', '.join(counts)}"
     if run.failed:
-        named = ", ".join(_code(name) for name in run.failed[:MAX_NAMED])
+        named = ", ".join(markdown.code(name) for name in run.failed[:MAX_NAMED])
         more = len(run.failed) - MAX_NAMED
         line += f": {named}" + (f" and {more} more" if more > 0 else "")
     return line
 
 
 def junit_summary(env: Mapping[str, str] = os.environ) -> str:
-    """The summary of ``$MLOPS_JUNIT_XML`` (default reports/junit.xml); "" when there is no such
-    file (no test job ran: a local preview); a line saying why when it cannot be read."""
+    """The summary of ``$MLOPS_JUNIT_XML`` (default reports/tests/junit.xml); "" when there is no
+    such file (no test job ran: a local preview); a line saying why when it cannot be read."""
     path = Path(env.get(JUNIT_VAR) or DEFAULT_JUNIT)
     if not path.exists():
         return ""
     try:
         return summary_line(read_junit(path))
     except UserError as exc:
-        return f"**Tests:** ⚠️ no summary: {_code(str(exc))}"
+        return f"**Tests:** ⚠️ no summary: {markdown.code(str(exc))}"
 
 
 def with_summary_line(markdown: str, line: str, marker: str = "") -> str:

@@ -19,11 +19,15 @@ class DiffRow:
     new: Any
     change: Any
 
+    @property
+    def changed(self) -> bool:
+        return bool(self.old != self.new)
+
 
 def _dvc_diff(kind: str, baseline: str) -> dict[str, dict[str, dict[str, Any]]]:
-    cmd = ["dvc", kind, "diff", baseline, "--json"]
-    if kind == "params":
-        cmd.append("--all")
+    # --all: unchanged entries too, so the verdict line and the tables read one diff (without it
+    # an unchanged headline metric looked "new: not in main" while the table said nothing differs).
+    cmd = ["dvc", kind, "diff", baseline, "--json", "--all"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
@@ -31,27 +35,25 @@ def _dvc_diff(kind: str, baseline: str) -> dict[str, dict[str, dict[str, Any]]]:
     return json.loads(proc.stdout or "{}") or {}
 
 
-def _rows(data: dict[str, dict[str, dict[str, Any]]], changed_only: bool) -> list[DiffRow]:
-    rows = []
-    for path, entries in sorted(data.items()):
-        for key, values in sorted(entries.items()):
-            old, new = values.get("old"), values.get("new")
-            if changed_only and old == new:
-                continue
-            rows.append(DiffRow(path, key, old, new, values.get("diff")))
-    return rows
+def _rows(data: dict[str, dict[str, dict[str, Any]]]) -> list[DiffRow]:
+    return [
+        DiffRow(path, key, values.get("old"), values.get("new"), values.get("diff"))
+        for path, entries in sorted(data.items())
+        for key, values in sorted(entries.items())
+    ]
 
 
 def metrics_diff(baseline: str) -> list[DiffRow]:
-    return _rows(_dvc_diff("metrics", baseline), changed_only=False)
+    return _rows(_dvc_diff("metrics", baseline))
 
 
 def params_diff(baseline: str) -> list[DiffRow]:
-    return _rows(_dvc_diff("params", baseline), changed_only=True)
+    return _rows(_dvc_diff("params", baseline))
 
 
 def against(baseline: str) -> tuple[list[DiffRow], list[DiffRow]]:
-    """(metrics rows, changed params rows) against ``baseline``; UserError with DVC's last line.
+    """(metrics rows, params rows) against ``baseline``, unchanged ones included (``changed``
+    tells them apart); UserError with DVC's last line.
 
     The two ``dvc`` runs go side by side: each is mostly interpreter start-up (~1.5 s here).
     """

@@ -11,6 +11,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from machinery.modelcard import is_dirty, short_commit
+from machinery.report import markdown
 from machinery.report.diff import DiffRow
 from machinery.report.directions import Judgement, ReportParams, direction, judge
 from machinery.report.inputs import Image, ReportInputs
@@ -22,6 +23,7 @@ class ReportContext:
     inputs: ReportInputs
     settings: ReportParams = field(default_factory=ReportParams)
     baseline: str = ""  # what the diff is against, as a reader knows it ("main")
+    # Every row of the one diff, unchanged ones included: the verdict and the tables read it.
     metrics_diff: list[DiffRow] = field(default_factory=list)
     params_diff: list[DiffRow] = field(default_factory=list)
     baseline_error: str = ""  # why the diff against ``baseline`` is missing
@@ -34,6 +36,12 @@ class ReportContext:
 
     def summary_metrics(self) -> list[tuple[str, Any]]:
         return [(k, v) for k, v in self.inputs.metrics.items() if not isinstance(v, dict)]
+
+    def changed_metrics(self) -> list[DiffRow]:
+        return [row for row in self.metrics_diff if row.changed]
+
+    def changed_params(self) -> list[DiffRow]:
+        return [row for row in self.params_diff if row.changed]
 
     def judge(self, row: DiffRow) -> Judgement:
         return judge(row.change, direction(row.key, self.settings.directions))
@@ -60,6 +68,8 @@ class ReportContext:
         row = next((r for r in self.metrics_diff if r.key == key), None)
         if row is None or row.old is None:
             return f"{key} {_num(new)} (new: not in {self.baseline})"
+        if not row.changed:
+            return f"{key} {_num(new)} (unchanged) vs {self.baseline}"
         word = {"better": ", better", "worse": ", worse", "same": ", unchanged"}.get(
             self.judge(row), ""
         )
@@ -105,7 +115,15 @@ def _environment() -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(num=_num, signed=_signed, cell=_cell, shape=_shape, commit=short_commit)
+    env.filters.update(
+        num=_num,
+        signed=_signed,
+        cell=_cell,
+        md=markdown.text,
+        code=markdown.code,
+        shape=_shape,
+        commit=short_commit,
+    )
     return env
 
 
@@ -135,8 +153,8 @@ def _signed(value: Any) -> str:
 
 
 def _cell(value: Any) -> str:
-    """Safe inside a GFM table cell: a ``|`` would start a new cell, a newline end the row."""
-    return _num(value).replace("|", "\\|").replace("\n", " ")
+    """A value as literal text, safe inside a GFM table cell (no markup, no ``|``, no newline)."""
+    return markdown.text(_num(value))
 
 
 def _shape(shape: list[int | None]) -> str:

@@ -24,6 +24,14 @@ def offload(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the sbatch script and exit")
     ] = False,
+    check: Annotated[
+        str,
+        typer.Option(
+            "--check",
+            help="a command that checks the stage's params here, before anything is submitted"
+            " (e.g. 'python -m example.train --check'); not run with transport none",
+        ),
+    ] = "",
     resubmit: Annotated[
         bool,
         typer.Option(
@@ -71,6 +79,10 @@ def offload(
         return
     from machinery.slurm.offload import Offload
 
+    if check:
+        from machinery.slurm.precheck import run_check
+
+        run_check(check, stage, root)
     Offload(settings, spec, cmd, root).run()
 
 

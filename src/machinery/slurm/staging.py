@@ -7,11 +7,14 @@ the cluster keeps them in ``<workdir>/cache/<sha256>`` and later runs link them 
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
 import tarfile
+import tempfile
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,37 +106,80 @@ def _local_mode(is_exec: bool) -> int:
 
 
 def stage_out(transport: Transport, layout: script.Layout, root: Path, outs: list[str]) -> None:
-    """Unpack the outs here as they arrive; check first that the job made every one."""
+    """Unpack the outs as they arrive into a scratch dir beside them, check that the job made
+    every one, then move each into place with a rename.
 
+    Runs of one commit share one job (a branch and a merge-request pipeline, or a retried CI
+    job in the same checkout), and each copies the outs back. Deleting the outs in place and
+    unpacking over them let one run's delete land between another's unpack and its check (seen
+    as "the job did not produce models/model_card.json" from a job that did); now every run
+    checks its own copy, and a rename is atomic for a file and a moment's gap for a directory.
+    """
     failed: list[str] = []
+    scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=root))
 
     def sink(stream: IO[bytes]) -> None:
-        for rel in outs:
-            path = root / rel
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
         try:
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 for member in tar:
                     if member.isfile() or member.isdir():
                         member.mode = _local_mode(member.isdir() or bool(member.mode & 0o100))
-                    tar.extract(member, root, filter="data")
+                    tar.extract(member, scratch, filter="data")
         except (tarfile.TarError, OSError) as exc:
             failed.append(str(exc))  # the exit code and stderr may say more: checked first
 
-    res = transport.run(remote.render_stage_out(layout, outs), sink=sink)
-    if res.rc == 4:
-        missing = res.err.decode(errors="replace").split("missing:", 1)[-1].split()
-        raise UserError(f"the job did not produce {', '.join(missing)}")
-    if res.rc != 0:
-        raise UserError(f"copying the outs back failed: {res.error_line}")
-    if failed:
-        raise UserError(f"copying the outs back failed: {failed[0]}")
-    missing = [o for o in outs if not (root / o).exists()]
-    if missing:
-        raise UserError(f"the job did not produce {', '.join(missing)}")
+    try:
+        res = transport.run(remote.render_stage_out(layout, outs), sink=sink)
+        if res.rc == 4:
+            missing = res.err.decode(errors="replace").split("missing:", 1)[-1].split()
+            raise UserError(f"the job did not produce {', '.join(missing)}")
+        if res.rc != 0:
+            raise UserError(f"copying the outs back failed: {res.error_line}")
+        if failed:
+            raise UserError(f"copying the outs back failed: {failed[0]}")
+        missing = [o for o in outs if not _exists(scratch / o)]
+        if missing:
+            raise UserError(f"the job did not produce {', '.join(missing)}")
+        for rel in outs:
+            _move_into_place(scratch / rel, root / rel)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+SCRATCH_PREFIX = ".mlops-stage-out-"
+
+
+def _exists(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
+def _move_into_place(new: Path, dest: Path) -> None:
+    """``new`` replaces ``dest``: a file in one rename; whatever else is there is renamed aside
+    first and removed after (a directory cannot be swapped in one step)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not new.is_dir() or new.is_symlink():
+        if not (dest.is_dir() and not dest.is_symlink()):
+            os.replace(new, dest)
+            return
+    for _ in range(10):  # a sharer may rename its own copy in between: set that aside too
+        aside = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(dest, aside)
+        except FileNotFoundError:
+            pass  # nothing there: a first copy back, or a sharer's swap in between
+        try:
+            os.rename(new, dest)
+        except OSError as exc:  # ENOTEMPTY/EEXIST: a sharer's copy landed first
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            continue
+        finally:
+            if aside.is_dir() and not aside.is_symlink():
+                shutil.rmtree(aside, ignore_errors=True)
+            elif _exists(aside):
+                aside.unlink()
+        return
+    raise UserError(f"could not move {dest.name} into place: other runs kept replacing it")
 
 
 def human(n: float) -> str:
