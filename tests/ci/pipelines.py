@@ -67,12 +67,13 @@ def fixture_dvc_yaml() -> dict[str, object]:
     }
 
 
+# Independent of params.yaml: the pipeline tests' typo in params must reach the pipeline job.
 FIXTURE_PROJECT_TESTS = """\
-import yaml
+from pathlib import Path
 
 
-def test_params_name_the_fixture_estimator():
-    assert yaml.safe_load(open("params.yaml"))["train"]["estimator"] in ("logreg", "tree")
+def test_the_project_has_its_pipeline():
+    assert "train" in Path("dvc.yaml").read_text()
 """
 # The fixture pipeline's stages live in tests/ci/, not src/: tests/pipeline/test_deps.py (which
 # checks src/ stages) is not for this project. The CI variable overrides the Makefile's list.

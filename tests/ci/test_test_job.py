@@ -135,9 +135,10 @@ def _rendered_names(line: str) -> list[str]:
 def _assert_says_the_test_failed(body: str, passed: int) -> None:
     lines = body.splitlines()
     assert lines[0].startswith("<!-- mlops-comment: ")
-    assert lines[1].startswith(f"**Tests:** ❌ 1 failed, {passed} passed: "), body[:500]
-    assert _rendered_names(lines[1]) == [FAILED_NAME]
-    assert "The pipeline did not run" in body  # no stale model report stands for this push
+    # What failed, then which tests: no stale model report stands for this push.
+    assert lines[1] == "**The pipeline did not run: an earlier job failed**", body[:500]
+    assert lines[3].startswith(f"**Tests:** ❌ 1 failed, {passed} passed: "), body[:500]
+    assert _rendered_names(lines[3]) == [FAILED_NAME]
 
 
 def _act_failed(run: GitLabRun, job: str) -> bool:

@@ -129,16 +129,18 @@ def test_a_file_that_is_not_junit_is_one_line(tmp_path: Path, content: str, why:
 
 def test_no_junit_file_no_line(tmp_path: Path) -> None:
     assert junit_summary({"MLOPS_JUNIT_XML": str(tmp_path / "absent.xml")}) == ""
-    assert with_summary_line("<!-- m -->\nbody\n", "", "<!-- m -->") == "<!-- m -->\nbody\n"
+    assert with_summary_line("<!-- m -->\nbody\n", "") == "<!-- m -->\nbody\n"
 
 
-def test_the_line_goes_first_after_the_marker() -> None:
-    md = with_summary_line("<!-- m -->\n**verdict**\n", "**Tests:** ✅ 2 passed", "<!-- m -->")
-    assert md == "<!-- m -->\n**Tests:** ✅ 2 passed\n\n**verdict**\n"
+def test_the_line_follows_the_headline() -> None:
+    line = "**Tests:** ✅ 2 passed"
+    md = with_summary_line("<!-- m -->\n**verdict**\n\n## Report\n", line)
+    assert md == "<!-- m -->\n**verdict**\n\n**Tests:** ✅ 2 passed\n\n## Report\n"
+    assert with_summary_line("<!-- m -->\n**head**\n", line) == f"<!-- m -->\n**head**\n\n{line}\n"
 
 
 @pytest.mark.integration
-def test_the_posted_comment_leads_with_the_test_summary(
+def test_the_posted_comment_carries_the_test_summary_under_its_verdict(
     project: ReportProject,
     forge_server: ForgeServer,
     mlops: Mlops,
@@ -156,9 +158,10 @@ def test_the_posted_comment_leads_with_the_test_summary(
     (note,) = forge_server.gitlab_notes()
     lines = note["body"].splitlines()
     assert lines[0] == "<!-- mlops-comment: ci -->"
-    assert lines[1].startswith("**Tests:** ❌ 4 failed, 1 passed, 1 skipped: ")
-    assert inline(lines[1])[1] == FAILED
-    assert lines[2] == "" and lines[3].startswith("**accuracy")  # the verdict follows
+    assert lines[1].startswith("**accuracy") and lines[2] == ""  # the verdict stays first
+    assert lines[3].startswith("**Tests:** ❌ 4 failed, 1 passed, 1 skipped: ")
+    assert inline(lines[3])[1] == FAILED
+    assert lines[4] == "" and lines[5].startswith("## Model report")
 
 
 @pytest.mark.integration
@@ -167,6 +170,6 @@ def test_the_dry_run_shows_the_summary_and_leaves_it_out_without_a_file(
 ) -> None:
     junit = run_pytest(tmp_path, "def test_a():\n    pass\n")
     shown = mlops("comment", "--dry-run", env={"MLOPS_JUNIT_XML": str(junit)})
-    assert shown.stdout.splitlines()[1] == "**Tests:** ✅ 1 passed"
+    assert shown.stdout.splitlines()[3] == "**Tests:** ✅ 1 passed"
     plain = mlops("comment", "--dry-run", env={"MLOPS_JUNIT_XML": str(tmp_path / "none.xml")})
     assert "**Tests:**" not in plain.stdout

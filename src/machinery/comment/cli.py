@@ -158,10 +158,10 @@ def _post(
     body: Render,
     fail_on_error: bool,
 ) -> None:
-    tests = junit_summary()  # the CI test job's JUnit summary, first in the comment
+    tests = junit_summary()  # the CI test job's JUnit summary, under the comment's headline
 
     def with_tests(urls: dict[str, str]) -> str:
-        return with_summary_line(body(urls), tests, mark)
+        return with_summary_line(body(urls), tests)
 
     if dry_run:
         typer.echo(with_tests({}), nl=False)

@@ -88,9 +88,12 @@ def junit_summary(env: Mapping[str, str] = os.environ) -> str:
         return f"**Tests:** ⚠️ no summary: {markdown.code(str(exc))}"
 
 
-def with_summary_line(markdown: str, line: str, marker: str = "") -> str:
-    """``markdown`` with ``line`` first, after the hidden marker when the comment has one."""
+def with_summary_line(body: str, line: str) -> str:
+    """``body`` with ``line`` as its second paragraph: under the headline (the hidden marker and
+    the verdict, or what failed), above the report."""
     if not line:
-        return markdown
-    head = f"{marker}\n" if marker and markdown.startswith(f"{marker}\n") else ""
-    return f"{head}{line}\n\n{markdown[len(head):]}"
+        return body
+    head, blank, rest = body.partition("\n\n")
+    if not blank:
+        return f"{body.rstrip()}\n\n{line}\n"
+    return f"{head}\n\n{line}\n\n{rest}"
