@@ -59,6 +59,7 @@ system-deps: ## install the servers the integration tests use (apt, as root; no-
 	@bash .ci/install-system
 	@bash .ci/install-gitlab-ci-local
 	@bash .ci/install-k8s-tools
+	@bash .ci/install-kserve-client
 
 clean: ## remove pipeline outputs and .local (not the venv, not tracked files)
 	git clean -fdXq -- data models eval reports
