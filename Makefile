@@ -114,14 +114,17 @@ k8s-render: setup ## print the manifests Argo CD applies for ENV (staging or pro
 DVC_REMOTE_URL ?=
 # Forgejo hands an unset variable to a job as an empty string: unexport those, so every tool
 # sees them as unset (an empty MLOPS_SLURM_TRANSPORT or AWS_ENDPOINT_URL is an error, not a default).
-$(foreach v,$(filter MLOPS_% AWS_% DVC_% IMAGE_%,$(.VARIABLES)),$(if $($(v)),,$(eval unexport $(v))))
+# A value is a secret, never make code: $(value) reads it unexpanded ($($(v)) would run a
+# `$(shell …)` inside a password and take `$(pw)` for empty), and `unexport $$(v)` expands only
+# the name. Environment values reach the recipes byte for byte (make never re-expands them), so
+# recipes read them from the shell ("$$X"), never as $(X).
+$(foreach v,$(filter MLOPS_% AWS_% DVC_% IMAGE_%,$(.VARIABLES)),$(if $(value $(v)),,$(eval unexport $$(v))))
 STAGING_ENV ?= staging
-IMAGE_RECORD ?= reports/image.json
 
 .PHONY: ci-remote pipeline restore publish-ci bump promote comment bench-ci
 ci-remote: setup
-	@if [ -n "$(DVC_REMOTE_URL)" ]; then \
-	  $(BIN)/dvc remote add --local --force --default ci "$(DVC_REMOTE_URL)" && \
+	@if [ -n "$${DVC_REMOTE_URL:-}" ]; then \
+	  $(BIN)/dvc remote add --local --force --default ci "$$DVC_REMOTE_URL" && \
 	  if [ -n "$${AWS_ENDPOINT_URL:-}" ]; then \
 	    $(BIN)/dvc remote modify --local ci endpointurl "$$AWS_ENDPOINT_URL"; fi; \
 	fi
@@ -137,7 +140,7 @@ publish-ci: setup ## CI on main: experiment tag on HEAD (reused, or created and 
 	tag=$$($(BIN)/mlops ci tag --push --quiet) && $(MAKE) --no-print-directory publish TAG="$$tag"
 
 bump: setup ## CI on main: pin the pushed image (IMAGE_RECORD) in k8s/overlays/staging, push
-	$(BIN)/mlops deploy bump --env $(STAGING_ENV) --image-file $(IMAGE_RECORD)
+	$(BIN)/mlops deploy bump --env $(STAGING_ENV) --image-file "$${IMAGE_RECORD:-reports/image.json}"
 
 promote: setup ## manual: alias prod → staging's tag and prod overlay → staging's image, one step
 	$(BIN)/mlops deploy promote
