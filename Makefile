@@ -12,7 +12,7 @@ STAMP := $(VENV)/.synced-$(LOCK_HASH)
 
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup run example-image test test-unit lint format lock system-deps bench clean
+.PHONY: help setup run example-image test test-unit test-random lint format lock system-deps bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -41,6 +41,11 @@ test: setup system-deps ## run every test; integration tests are required
 
 test-unit: setup ## only the tests that need no external server
 	$(BIN)/pytest -m "not integration"
+
+# pytest-random-order shuffles modules and the tests within each (module fixtures stay one per
+# module); it prints the seed, and SEED=n repeats that order. Plain `make test` keeps the order.
+test-random: setup system-deps ## every test in a random order (SEED=n to repeat one)
+	$(BIN)/pytest $(if $(SEED),--random-order-seed=$(SEED),--random-order)
 
 lint: setup ## black --check, flake8, mypy --strict on src/, service/ and monitoring/
 	$(BIN)/black --check src service tests bench monitoring
