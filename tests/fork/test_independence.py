@@ -21,6 +21,8 @@ TEMPLATE_TESTS = [
     "tests/ci",
     "tests/comment",
     "tests/doctor",
+    "tests/export",
+    "tests/hooks",
     "tests/image",
     "tests/k8s",
     "tests/monitoring",
