@@ -12,7 +12,7 @@ STAMP := $(VENV)/.synced-$(LOCK_HASH)
 
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup run example-image test test-unit lint format lock system-deps bench clean
+.PHONY: help setup run example-image test test-unit test-random lint format lock system-deps bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -42,6 +42,11 @@ test: setup system-deps ## run every test; integration tests are required
 test-unit: setup ## only the tests that need no external server
 	$(BIN)/pytest -m "not integration"
 
+# pytest-random-order shuffles modules and the tests within each (module fixtures stay one per
+# module); it prints the seed, and SEED=n repeats that order. Plain `make test` keeps the order.
+test-random: setup system-deps ## every test in a random order (SEED=n to repeat one)
+	$(BIN)/pytest $(if $(SEED),--random-order-seed=$(SEED),--random-order)
+
 lint: setup ## black --check, flake8, mypy --strict on src/, service/ and monitoring/
 	$(BIN)/black --check src service tests bench monitoring
 	$(BIN)/flake8 src service tests bench monitoring
@@ -59,6 +64,7 @@ system-deps: ## install the servers the integration tests use (apt, as root; no-
 	@bash .ci/install-system
 	@bash .ci/install-gitlab-ci-local
 	@bash .ci/install-k8s-tools
+	@bash .ci/install-kserve-client
 
 clean: ## remove pipeline outputs and .local (not the venv, not tracked files)
 	git clean -fdXq -- data models eval reports
@@ -115,14 +121,17 @@ k8s-render: setup ## print the manifests Argo CD applies for ENV (staging or pro
 DVC_REMOTE_URL ?=
 # Forgejo hands an unset variable to a job as an empty string: unexport those, so every tool
 # sees them as unset (an empty MLOPS_SLURM_TRANSPORT or AWS_ENDPOINT_URL is an error, not a default).
-$(foreach v,$(filter MLOPS_% AWS_% DVC_% IMAGE_%,$(.VARIABLES)),$(if $($(v)),,$(eval unexport $(v))))
+# A value is a secret, never make code: $(value) reads it unexpanded ($($(v)) would run a
+# `$(shell …)` inside a password and take `$(pw)` for empty), and `unexport $$(v)` expands only
+# the name. Environment values reach the recipes byte for byte (make never re-expands them), so
+# recipes read them from the shell ("$$X"), never as $(X).
+$(foreach v,$(filter MLOPS_% AWS_% DVC_% IMAGE_%,$(.VARIABLES)),$(if $(value $(v)),,$(eval unexport $$(v))))
 STAGING_ENV ?= staging
-IMAGE_RECORD ?= reports/image.json
 
 .PHONY: ci-remote pipeline restore publish-ci bump promote comment bench-ci
 ci-remote: setup
-	@if [ -n "$(DVC_REMOTE_URL)" ]; then \
-	  $(BIN)/dvc remote add --local --force --default ci "$(DVC_REMOTE_URL)" && \
+	@if [ -n "$${DVC_REMOTE_URL:-}" ]; then \
+	  $(BIN)/dvc remote add --local --force --default ci "$$DVC_REMOTE_URL" && \
 	  if [ -n "$${AWS_ENDPOINT_URL:-}" ]; then \
 	    $(BIN)/dvc remote modify --local ci endpointurl "$$AWS_ENDPOINT_URL"; fi; \
 	fi
@@ -141,7 +150,7 @@ publish-ci: setup ## CI on main: experiment tag on HEAD (reused, or created and 
 	tag=$$($(BIN)/mlops ci tag --push --quiet) && $(MAKE) --no-print-directory publish TAG="$$tag"
 
 bump: setup ## CI on main: pin the pushed image (IMAGE_RECORD) in k8s/overlays/staging, push
-	$(BIN)/mlops deploy bump --env $(STAGING_ENV) --image-file $(IMAGE_RECORD)
+	$(BIN)/mlops deploy bump --env $(STAGING_ENV) --image-file "$${IMAGE_RECORD:-reports/image.json}"
 
 promote: setup ## manual: alias prod → staging's tag and prod overlay → staging's image, one step
 	$(BIN)/mlops deploy promote

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +25,7 @@ from tests.ci.pipelines import (
     VENV,
     ForgejoAct,
     GitLabCI,
+    GitLabRun,
     make_ci_project,
 )
 from tests.support.forge_server import FORGEJO_PR, FORGEJO_REPO, FORGEJO_TOKEN, ForgeServer
@@ -78,36 +79,47 @@ def _stages_run(log: str) -> list[str]:
     return [ln.split("'")[1] for ln in log.splitlines() if "Running stage '" in ln]
 
 
-def test_merge_request_pipeline_then_a_readme_push(ci_project: CIProject) -> None:
+# Each pipeline runs once per module, in a fixture, and records what its test checks: a test
+# run alone (or in any order) gets the pipelines it builds on, and none sees another's effects.
+
+
+@dataclass
+class MergeRequestRuns:
+    first: GitLabRun
+    jobs_before: list[str]
+    jobs_after_first: list[str]
+    notes_after_first: list[dict[str, Any]]
+    second: GitLabRun  # after a README-only push
+    jobs_after_second: list[str]
+    notes_after_second: list[dict[str, Any]]
+    note_puts: int
+
+
+@pytest.fixture(scope="module")
+def merge_request(ci_project: CIProject) -> MergeRequestRuns:
+    """Branch ``feature`` (another estimator) through the MR pipeline, then a README push."""
     p = ci_project
     p.ws.git("checkout", "-q", "-b", "feature")
     p.ws.set_param("train.estimator", "tree")
     p.ws.git("commit", "-q", "-am", "try a tree")
     jobs_before = p.cluster.sacct_jobs()
-
     first = p.ci.run(merge_request=True)
-    assert first.proc.returncode == 0, first.output[-6000:]
-    assert sorted(first.passed()) == ["comment", "lint", "pipeline", "test"]
-    assert _stages_run(first.job_log("pipeline")) == ["train", "evaluate", "report"]
-    jobs_after_first = p.cluster.sacct_jobs()
-    assert len(jobs_after_first) == len(jobs_before) + 1  # train, offloaded over SSH
-    notes = p.forge.gitlab_notes()
-    assert len(notes) == 1 and "mlops-comment" in notes[0]["body"]
-    # The test job's JUnit, passed as an artifact: the project's test and the template's checks.
-    assert re.search(r"^\*\*Tests:\*\* ✅ \d+ passed$", notes[0]["body"], flags=re.M)
+    jobs_after_first, notes_after_first = p.cluster.sacct_jobs(), p.forge.gitlab_notes()
 
-    # A README-only push: every stage is restored from the run-cache, no Slurm job, and the
-    # same comment is updated in place.
     (p.ws.path / "README.md").write_text((p.ws.path / "README.md").read_text() + "\nmore\n")
     p.ws.git("commit", "-q", "-am", "docs only")
     second = p.ci.run(merge_request=True)
-    assert second.proc.returncode == 0, second.output[-6000:]
-    assert _stages_run(second.job_log("pipeline")) == []
-    assert p.cluster.sacct_jobs() == jobs_after_first
-    notes_after = p.forge.gitlab_notes()
-    assert [n["id"] for n in notes_after] == [notes[0]["id"]]
     puts = [r for r in p.forge.api_requests("PUT") if "/notes/" in r["path"]]
-    assert len(puts) >= 1
+    return MergeRequestRuns(
+        first=first,
+        jobs_before=jobs_before,
+        jobs_after_first=jobs_after_first,
+        notes_after_first=notes_after_first,
+        second=second,
+        jobs_after_second=p.cluster.sacct_jobs(),
+        notes_after_second=p.forge.gitlab_notes(),
+        note_puts=len(puts),
+    )
 
 
 def test_a_failed_train_still_comments_and_names_the_stage(ci_project: CIProject) -> None:
@@ -134,65 +146,151 @@ def test_a_failed_train_still_comments_and_names_the_stage(ci_project: CIProject
     assert "train.estimator: 'bogus' is not logreg or tree" in body
 
 
-def test_main_pipeline_tags_publishes_builds_and_bumps_and_a_rerun_changes_nothing(
+IMAGE_PATH = "group/project/inference"
+
+
+@dataclass
+class MainRuns:
+    head: str  # the commit main built
+    jobs_before: list[str]
+    first: GitLabRun
+    jobs_after_first: list[str]
+    tags_after_first: list[str]
+    staging_overlay: str
+    origin_log: list[str]
+    origin_parent: str  # main~1 in origin after the first run
+    origin_head: str
+    again: GitLabRun  # the same pipeline rerun
+    jobs_after_again: list[str]
+    tags_after_again: list[str]
+    origin_head_after_again: str
+    staging_moves: int  # entries in the staging alias's history after the rerun
+    promoted: GitLabRun  # the manual promote job
+    prod_overlay: str
+
+
+@pytest.fixture(scope="module")
+def main_pipeline(
     ci_project: CIProject,
+    merge_request: MergeRequestRuns,
     oci_registry: OciRegistry,
     image_storage: ImageStorage,
     s3_server: S3Server,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> None:
+    tmp_path_factory: pytest.TempPathFactory,
+) -> MainRuns:
+    """The merge request merged: main's pipeline, its rerun, then the manual promote."""
     p = ci_project
-    use_s3_env(monkeypatch, s3_server, tmp_path)  # this process reads the registry too
+    assert merge_request.second.proc.returncode == 0, "the merge request pipeline failed"
     p.ws.git("checkout", "-q", "main")
     p.ws.git("merge", "-q", "--ff-only", "feature")
     p.ws.git("push", "-q", "origin", "main")
     head = p.ws.git("rev-parse", "HEAD").stdout.strip()
     jobs_before = p.cluster.sacct_jobs()
-    image_path = "group/project/inference"
     image_vars = {
         **{k: v for k, v in image_storage.env().items() if k.startswith(("IMAGE_", "PYTHON_"))},
-        "IMAGE_NAME": f"{oci_registry.host}/{image_path}",
+        "IMAGE_NAME": f"{oci_registry.host}/{IMAGE_PATH}",
         "IMAGE_REGISTRY_INSECURE": "1",
     }
 
     first = p.ci.run(extra=image_vars)
-    assert first.proc.returncode == 0, first.output[-6000:]
-    assert sorted(first.passed()) == ["deploy", "lint", "pipeline", "publish", "test"]
-    assert p.cluster.sacct_jobs() == jobs_before  # the MR's run-cache: train not re-run
+    jobs_after_first, tags_after_first = p.cluster.sacct_jobs(), p.origin.tags()
+    staging = p.origin.show("k8s/overlays/staging/kustomization.yaml")
+    origin_log, origin_head = p.origin.log(), p.origin.head()
+    origin_parent = git(p.origin.path, "rev-parse", "main~1")
+
+    again = p.ci.run(extra=image_vars)
+    jobs_after_again, tags_after_again = p.cluster.sacct_jobs(), p.origin.tags()
+    origin_head_after_again = p.origin.head()
+    with pytest.MonkeyPatch.context() as env:
+        use_s3_env(env, s3_server, tmp_path_factory.mktemp("main-s3"))
+        moves = len(Registry.from_url(f"s3://{p.bucket}/registry").alias_history("staging"))
+
+    promoted = p.ci.run("promote")
+    return MainRuns(
+        head=head,
+        jobs_before=jobs_before,
+        first=first,
+        jobs_after_first=jobs_after_first,
+        tags_after_first=tags_after_first,
+        staging_overlay=staging,
+        origin_log=origin_log,
+        origin_parent=origin_parent,
+        origin_head=origin_head,
+        again=again,
+        jobs_after_again=jobs_after_again,
+        tags_after_again=tags_after_again,
+        origin_head_after_again=origin_head_after_again,
+        staging_moves=moves,
+        promoted=promoted,
+        prod_overlay=p.origin.show("k8s/overlays/prod/kustomization.yaml"),
+    )
+
+
+def test_merge_request_pipeline_then_a_readme_push(merge_request: MergeRequestRuns) -> None:
+    mr = merge_request
+    assert mr.first.proc.returncode == 0, mr.first.output[-6000:]
+    assert sorted(mr.first.passed()) == ["comment", "lint", "pipeline", "test"]
+    assert _stages_run(mr.first.job_log("pipeline")) == ["train", "evaluate", "report"]
+    assert len(mr.jobs_after_first) == len(mr.jobs_before) + 1  # train, offloaded over SSH
+    notes = mr.notes_after_first
+    assert len(notes) == 1 and "mlops-comment" in notes[0]["body"]
+    # The test job's JUnit, passed as an artifact: the project's test and the template's checks.
+    assert re.search(r"^\*\*Tests:\*\* ✅ \d+ passed$", notes[0]["body"], flags=re.M)
+
+    # A README-only push: every stage is restored from the run-cache, no Slurm job, and the
+    # same comment is updated in place.
+    assert mr.second.proc.returncode == 0, mr.second.output[-6000:]
+    assert _stages_run(mr.second.job_log("pipeline")) == []
+    assert mr.jobs_after_second == mr.jobs_after_first
+    assert [n["id"] for n in mr.notes_after_second] == [notes[0]["id"]]
+    assert mr.note_puts >= 1
+
+
+def test_main_pipeline_tags_publishes_builds_and_bumps_and_a_rerun_changes_nothing(
+    ci_project: CIProject,
+    main_pipeline: MainRuns,
+    oci_registry: OciRegistry,
+    s3_server: S3Server,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    p, run = ci_project, main_pipeline
+    use_s3_env(monkeypatch, s3_server, tmp_path)  # this process reads the registry too
+    head = run.head
+
+    assert run.first.proc.returncode == 0, run.first.output[-6000:]
+    assert sorted(run.first.passed()) == ["deploy", "lint", "pipeline", "publish", "test"]
+    assert run.jobs_after_first == run.jobs_before  # the MR's run-cache: train not re-run
 
     # tag: on the commit main built, by the documented scheme, in origin
-    tags = p.origin.tags()
+    tags = run.tags_after_first
     assert len(tags) == 1 and SCHEME.fullmatch(tags[0]) and tags[0].endswith(head[:7])
     tag = tags[0]
     # publish: the registry on S3 has the tag and staging points at it
     registry = Registry.from_url(f"s3://{p.bucket}/registry")
     assert registry.meta(tag).commit == head and registry.alias("staging").tag == tag
     # image + bump: the overlay in origin pins what the registry reports for the commit's tag
-    digest = oci_registry.manifest_digest(image_path, head)
-    pinned = Path(p.ws.path.parent / "staging.yaml")
-    pinned.write_text(p.origin.show("k8s/overlays/staging/kustomization.yaml"))
-    assert read_image(pinned) == ImageRef(f"{oci_registry.host}/{image_path}", digest)
-    bump = p.origin.log()[0]
+    digest = oci_registry.manifest_digest(IMAGE_PATH, head)
+    pinned = tmp_path / "staging.yaml"
+    pinned.write_text(run.staging_overlay)
+    assert read_image(pinned) == ImageRef(f"{oci_registry.host}/{IMAGE_PATH}", digest)
+    bump = run.origin_log[0]
     assert "[skip ci]" in bump and "deploy(staging)" in bump
-    assert git(p.origin.path, "rev-parse", "main~1") == head
-    origin_head = p.origin.head()
+    assert run.origin_parent == head
 
     # A rerun of the same pipeline: same tag, same bytes, same digest; no commit, no job.
-    again = p.ci.run(extra=image_vars)
-    assert again.proc.returncode == 0, again.output[-6000:]
-    assert p.origin.tags() == [tag] and p.origin.head() == origin_head
-    assert len(registry.alias_history("staging")) == 1
-    assert "nothing to commit" in again.job_log("deploy")
-    assert p.cluster.sacct_jobs() == jobs_before
+    assert run.again.proc.returncode == 0, run.again.output[-6000:]
+    assert run.tags_after_again == [tag] and run.origin_head_after_again == run.origin_head
+    assert run.staging_moves == 1
+    assert "nothing to commit" in run.again.job_log("deploy")
+    assert run.jobs_after_again == run.jobs_before
 
     # The manual promote job: prod gets staging's tag and image in one step.
-    promoted = p.ci.run("promote")
-    assert promoted.proc.returncode == 0, promoted.output[-4000:]
+    assert run.promoted.proc.returncode == 0, run.promoted.output[-4000:]
     assert registry.alias("prod").tag == tag
-    prod = Path(p.ws.path.parent / "prod.yaml")
-    prod.write_text(p.origin.show("k8s/overlays/prod/kustomization.yaml"))
-    assert read_image(prod) == ImageRef(f"{oci_registry.host}/{image_path}", digest)
+    prod = tmp_path / "prod.yaml"
+    prod.write_text(run.prod_overlay)
+    assert read_image(prod) == ImageRef(f"{oci_registry.host}/{IMAGE_PATH}", digest)
 
 
 def _forgejo(p: CIProject, root: Path) -> ForgejoAct:
@@ -254,12 +352,13 @@ def test_forgejo_a_failed_train_still_comments_and_names_the_stage(
 
 
 def test_forgejo_workflows_run_with_act_for_a_pull_request_and_a_push(
-    ci_project: CIProject, tmp_path: Path
+    ci_project: CIProject, main_pipeline: MainRuns, tmp_path: Path
 ) -> None:
     """The same make lines on Forgejo's definitions: the PR's jobs end in a comment through the
-    Forgejo API; on a push to main, publish is a no-op (tag and model already published). No
-    stage re-runs: the run-cache has every stage."""
+    Forgejo API; on a push to main, publish is a no-op (main's pipeline already tagged and
+    published this commit). No stage re-runs: the run-cache has every stage."""
     p = ci_project
+    assert main_pipeline.first.proc.returncode == 0, "main's GitLab pipeline failed"
     act = _forgejo(p, tmp_path)
     jobs_before = p.cluster.sacct_jobs()
     event = tmp_path / "pull_request.json"

@@ -46,7 +46,8 @@ def fork(dest: Path) -> Workspace:
     """Copy the repository as it is (uncommitted changes included) and swap the example."""
     ws = Workspace.clone(dest)
     for target, source in (("src/example", "wine_example"), ("tests/example", "wine_tests")):
-        shutil.rmtree(ws.path / target)
+        # A fork runs this too, and may have deleted, renamed or not yet written tests/example/.
+        shutil.rmtree(ws.path / target, ignore_errors=True)
         shutil.copytree(HERE / source, ws.path / target)
     shutil.copy(HERE / "wine_params.yaml", ws.path / "params.yaml")
     ws.git("add", "-A")
@@ -71,14 +72,11 @@ def test_fork_changes_nothing_outside_the_example_params_and_dvc_yaml(forked: Wo
     assert changed and all(path.startswith(FORKER_MAY_TOUCH) for path in changed), changed
 
 
-@pytest.mark.slow
-@pytest.mark.integration
-@pytest.mark.timeout(1800)
-def test_template_tests_pass_in_the_fork(forked: Workspace) -> None:
+def pytest_in(ws: Workspace, *args: str) -> str:
+    """Run pytest in ``ws`` (its own code, this venv); assert it passed; its summary line."""
     # A short base: unix sockets of the servers the tests start must fit in 108 bytes.
     basetemp = Path(tempfile.mkdtemp(prefix="fork-", dir="/tmp"))
-    deselect = [f"--ignore={path}" for path in NOT_IN_THE_FORK]
-    proc = forked.run(
+    proc = ws.run(
         sys.executable,
         "-m",
         "pytest",
@@ -86,16 +84,43 @@ def test_template_tests_pass_in_the_fork(forked: Workspace) -> None:
         "-p",
         "no:cacheprovider",
         f"--basetemp={basetemp / 'pytest'}",
-        *deselect,
-        *IN_THE_FORK,
+        *args,
         check=False,
     )
     shutil.rmtree(basetemp, ignore_errors=True)
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-    assert (
-        proc.returncode == 0
-    ), f"template tests fail in the fork: {summary}\n{proc.stdout[-6000:]}"
+    assert proc.returncode == 0, f"tests fail in {ws.path}: {summary}\n{proc.stdout[-6000:]}"
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
+    return summary
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(1800)
+def test_template_tests_pass_in_the_fork(forked: Workspace) -> None:
+    pytest_in(forked, *[f"--ignore={path}" for path in NOT_IN_THE_FORK], *IN_THE_FORK)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("moved_to", [None, "tests/digits"], ids=["deleted", "renamed"])
+def test_a_fork_without_tests_example_passes_the_fork_tests(
+    moved_to: str | None, tmp_path: Path
+) -> None:
+    # A team that deleted the example's tests before writing their own, or keeps them elsewhere
+    # (where they import `example`, as the example's tests do), runs the template's suite.
+    team = Workspace.clone(tmp_path / "team")
+    if moved_to:
+        (team.path / "tests/example").rename(team.path / moved_to)
+    else:
+        shutil.rmtree(team.path / "tests/example")
+    team.git("add", "-A")
+    team.git("commit", "-q", "-m", "our model's tests: not there yet, or elsewhere")
+    # Its fork test, but not the suite it runs in its fork: that is the one above, whose copy
+    # differs from this only in the moved tests, which test_independence.py scans here.
+    nested = ["test_template_tests_pass_in_the_fork", "test_a_fork_without_tests_example_passes"]
+    pytest_in(team, "tests/fork", "-k", " and ".join(f"not {name}" for name in nested))
 
 
 @pytest.mark.slow

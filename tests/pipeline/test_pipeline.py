@@ -88,4 +88,5 @@ def test_report_with_a_baseline_shows_the_metric_and_param_changes(
     md = (workspace.path / "reports/report.md").read_text()
     assert "### Against `HEAD`" in md
     assert re.search(r"\| params.yaml \| probe.knob \| 1 \| 2 \|", md), md
-    assert re.search(r"\| eval/metrics.json \| probe_score \| 0\.5 \| 0\.75 \|", md), md
+    # Names are escaped for GFM (probe\_score renders as probe_score).
+    assert re.search(r"\| eval/metrics.json \| probe\\?_score \| 0\.5 \| 0\.75 \|", md), md

@@ -126,12 +126,18 @@ def test_finished_run_dirs_are_pruned_after_the_configured_age(
                 os.utime(path, (old, old), follow_symlinks=False)
     subprocess.run(["chown", "-R", cluster.info.user, str(runs.parent)], check=True)
     project = project_factory("mkdir -p out && touch out/x")
-    proc = project.run(cluster.env() | {"MLOPS_SLURM_PRUNE_AFTER_DAYS": "1"})
-    assert proc.returncode == 0, proc.stderr
-    for name, goes in made.items():
-        assert (runs / name).exists() is not goes, name
-    identity = json.loads(project.report_path.read_text())["identity"]
-    assert (runs / identity / ".finished").is_file()  # prunable once it is old enough
+    try:
+        proc = project.run(cluster.env() | {"MLOPS_SLURM_PRUNE_AFTER_DAYS": "1"})
+        assert proc.returncode == 0, proc.stderr
+        for name, goes in made.items():
+            assert (runs / name).exists() is not goes, name
+        identity = json.loads(project.report_path.read_text())["identity"]
+        assert (runs / identity / ".finished").is_file()  # prunable once it is old enough
+    finally:
+        # The session's workdir is shared: run dirs no job made must not outlive this test
+        # (test_faults counts run dirs without a job as leftovers of a failed start).
+        for name in made:
+            shutil.rmtree(runs / name, ignore_errors=True)
 
 
 def _shim_dir(cluster: Cluster) -> Iterator[Path]:

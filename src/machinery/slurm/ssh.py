@@ -27,6 +27,7 @@ from machinery.slurm.transport import (
 
 if TYPE_CHECKING:
     import paramiko
+    from _typeshed import WriteableBuffer
 
 
 class Unreachable(UserError):
@@ -74,6 +75,34 @@ def _known_hosts_lines(settings: SlurmSettings) -> list[str]:
             "host keys are never accepted blindly"
         )
     return lines
+
+
+class _ChannelStdin(io.RawIOBase):
+    """The command's stdin, each write sent on the channel as it comes.
+
+    Not paramiko's ``makefile_stdin``: its finalizer flushes its write buffer again even after
+    ``close()``, and a feed that writes a tar stream leaves it in a reference cycle (tarfile's
+    members point back at their TarFile). The cycle is collected with the buffer finalized
+    first, and paramiko prints "Exception ignored ... ValueError: I/O operation on closed
+    file" into the job's log. This one holds no buffer, and io's BufferedWriter around it does
+    nothing when finalized after either is closed. Closing it ends the command's input.
+    """
+
+    def __init__(self, chan: paramiko.Channel):
+        self.chan = chan
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: WriteableBuffer, /) -> int:
+        chunk = bytes(data)  # BufferedWriter hands a view of its buffer, which it reuses
+        self.chan.sendall(chunk)
+        return len(chunk)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.chan.shutdown_write()
+        super().close()
 
 
 def _close(client: paramiko.SSHClient, sock: socket.socket) -> None:
@@ -236,7 +265,8 @@ class SshTransport:
             chan.exec_command(frame(command, marker))
             if feed is not None:
                 try:
-                    with chan.makefile_stdin("wb") as stdin:
+                    # Writes of 64 KiB: a channel packet each, not one per small tar block.
+                    with io.BufferedWriter(_ChannelStdin(chan), 1 << 16) as stdin:
                         feed(cast(IO[bytes], stdin))
                 except OSError:
                     # The command stopped reading (a full disk, say): its stderr says why.
