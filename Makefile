@@ -162,6 +162,21 @@ comment: setup ## CI on a merge/pull request: post or update the one sticky comm
 	  $(MAKE) --no-print-directory restore; fi
 	$(BIN)/mlops comment --pipeline-log $(PIPELINE_LOG)
 
+# The `test` job: the fork's own tests/example/ plus the template's checks of the files a fork
+# edits (dvc.yaml's deps, nothing outside the example imports it, both forges' CI files). No
+# server (`integration`) and no `slow` test: those reproduce the whole pipeline, which the
+# pipeline job does for real; `make test` runs them. JUnit for the MR widget and the comment;
+# coverage by package name: Cobertura then names files from the project root (src/example/…),
+# which is how GitLab matches them to the MR diff.
+TEST_CI_PATHS ?= tests/example tests/pipeline/test_deps.py tests/fork/test_independence.py \
+  tests/ci/test_workflows.py
+JUNIT_XML ?= reports/tests/junit.xml
+COVERAGE_XML ?= reports/tests/coverage.xml
+.PHONY: test-ci
+test-ci: setup ## CI: the fork's tests/example/ + the template's fork checks, no server (JUnit, coverage)
+	$(BIN)/pytest -m "not integration and not slow" -p no:cacheprovider --junitxml=$(JUNIT_XML) \
+	  --cov=example --cov-report=term --cov-report=xml:$(COVERAGE_XML) $(TEST_CI_PATHS)
+
 # --- image ---
 # CI variables (GitLab's CI_REGISTRY_* by default; IMAGE_* for Forgejo/Harbor): docs/image.md.
 .PHONY: image sbom image-base bench-image

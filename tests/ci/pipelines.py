@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -66,6 +67,19 @@ def fixture_dvc_yaml() -> dict[str, object]:
     }
 
 
+# Independent of params.yaml: the pipeline tests' typo in params must reach the pipeline job.
+FIXTURE_PROJECT_TESTS = """\
+from pathlib import Path
+
+
+def test_the_project_has_its_pipeline():
+    assert "train" in Path("dvc.yaml").read_text()
+"""
+# The fixture pipeline's stages live in tests/ci/, not src/: tests/pipeline/test_deps.py (which
+# checks src/ stages) is not for this project. The CI variable overrides the Makefile's list.
+FIXTURE_TEST_CI_PATHS = "tests/example tests/fork/test_independence.py tests/ci/test_workflows.py"
+
+
 def check_venv_is_synced() -> None:
     """The jobs share this venv; were its stamp stale, their ``make setup`` would re-sync it and
     re-point its editable install at a job's build dir. ``make test`` syncs it first."""
@@ -94,6 +108,12 @@ def make_ci_project(dest: Path, origin_path: Path) -> tuple[Workspace, Origin]:
         "job": {"cpus": 1, "time": "00:10:00", "mem": "1G"},
     }
     (dest / "slurm.yaml").write_text(yaml.safe_dump(slurm))
+    # The CI test job runs the project's tests/example/: this project's own, for its fixture
+    # pipeline (the example's would test an example this project does not run).
+    shutil.rmtree(dest / "tests" / "example")
+    (dest / "tests" / "example").mkdir()
+    (dest / "tests" / "example" / "__init__.py").write_text("")
+    (dest / "tests" / "example" / "test_fixture_project.py").write_text(FIXTURE_PROJECT_TESTS)
     ws.git("add", "-A")
     ws.git("commit", "-q", "-m", "CI project: the fixture pipeline")
     git(origin_path.parent, "init", "-q", "--bare", "-b", "main", origin_path.name)
@@ -119,7 +139,10 @@ class GitLabRun:
         )
 
     def passed(self) -> list[str]:
-        return [ln.split("PASS", 1)[1].strip() for ln in self.output.splitlines() if " PASS " in ln]
+        """Jobs that passed (gitlab-ci-local may add coverage: `` PASS  test 100% coverage``)."""
+        return [
+            ln.split("PASS", 1)[1].split()[0] for ln in self.output.splitlines() if " PASS " in ln
+        ]
 
     def job_log(self, job: str) -> str:
         prefix = f"{job} "

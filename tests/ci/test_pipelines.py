@@ -7,6 +7,7 @@ main pipeline (tag, publish to S3, image build + push, deploy bump to a bare ori
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,14 @@ from machinery.deploy.overlay import ImageRef, read_image
 from machinery.registry.registry import Registry
 from tests.ci.conftest import SlurmCluster
 from tests.ci.gitrepo import Origin, git
-from tests.ci.pipelines import VENV, ForgejoAct, GitLabCI, GitLabRun, make_ci_project
+from tests.ci.pipelines import (
+    FIXTURE_TEST_CI_PATHS,
+    VENV,
+    ForgejoAct,
+    GitLabCI,
+    GitLabRun,
+    make_ci_project,
+)
 from tests.support.forge_server import FORGEJO_PR, FORGEJO_REPO, FORGEJO_TOKEN, ForgeServer
 from tests.support.image_build import ImageStorage
 from tests.support.oci_registry import OciRegistry
@@ -55,6 +63,7 @@ def ci_project(
         **slurm_cluster.env(),
         **forge.gitlab_env(),
         "MLOPS_COMMENT_FORGE": "gitlab",
+        "TEST_CI_PATHS": FIXTURE_TEST_CI_PATHS,
         # mypy's cache is keyed by module and content, so every lint job after the first one
         # takes seconds (real CI caches it the same way: .gitlab-ci.yml `cache:`).
         "MYPY_CACHE_DIR": str(root / "mypy-cache"),
@@ -220,11 +229,13 @@ def main_pipeline(
 def test_merge_request_pipeline_then_a_readme_push(merge_request: MergeRequestRuns) -> None:
     mr = merge_request
     assert mr.first.proc.returncode == 0, mr.first.output[-6000:]
-    assert sorted(mr.first.passed()) == ["comment", "lint", "pipeline"]
+    assert sorted(mr.first.passed()) == ["comment", "lint", "pipeline", "test"]
     assert _stages_run(mr.first.job_log("pipeline")) == ["train", "evaluate", "report"]
     assert len(mr.jobs_after_first) == len(mr.jobs_before) + 1  # train, offloaded over SSH
     notes = mr.notes_after_first
     assert len(notes) == 1 and "mlops-comment" in notes[0]["body"]
+    # The test job's JUnit, passed as an artifact: the project's test and the template's checks.
+    assert re.search(r"^\*\*Tests:\*\* ✅ \d+ passed$", notes[0]["body"], flags=re.M)
 
     # A README-only push: every stage is restored from the run-cache, no Slurm job, and the
     # same comment is updated in place.
@@ -248,7 +259,7 @@ def test_main_pipeline_tags_publishes_builds_and_bumps_and_a_rerun_changes_nothi
     head = run.head
 
     assert run.first.proc.returncode == 0, run.first.output[-6000:]
-    assert sorted(run.first.passed()) == ["deploy", "lint", "pipeline", "publish"]
+    assert sorted(run.first.passed()) == ["deploy", "lint", "pipeline", "publish", "test"]
     assert run.jobs_after_first == run.jobs_before  # the MR's run-cache: train not re-run
 
     # tag: on the commit main built, by the documented scheme, in origin
@@ -304,6 +315,7 @@ def _forgejo(p: CIProject, root: Path) -> ForgejoAct:
         env={
             "VENV": p.ci.variables["VENV"],
             "MYPY_CACHE_DIR": p.ci.variables["MYPY_CACHE_DIR"],
+            "TEST_CI_PATHS": FIXTURE_TEST_CI_PATHS,
             "MLOPS_SLURM_WORKDIR": slurm["MLOPS_SLURM_WORKDIR"],
             "AWS_DEFAULT_REGION": s3.get("AWS_DEFAULT_REGION", "us-east-1"),
             # The forge is the local one: act's defaults name github.com, which is never used.
@@ -364,7 +376,7 @@ def test_forgejo_workflows_run_with_act_for_a_pull_request_and_a_push(
     )
     pr = act.run("pull_request", "comment", event)
     assert pr.proc.returncode == 0, pr.output[-6000:]
-    for job in ("lint", "pipeline", "comment"):
+    for job in ("lint", "test", "pipeline", "comment"):
         said = "\n".join(ln for ln in pr.output.splitlines() if f"ci/{job}" in ln)
         assert pr.act_succeeded(job), said[-3000:]
     comments = p.forge.forgejo_comments()

@@ -47,7 +47,15 @@ def forgejo_jobs() -> dict[str, list[str]]:
 
 def test_both_forges_run_the_same_commands_in_the_same_jobs() -> None:
     assert gitlab_jobs() == forgejo_jobs()
-    assert set(gitlab_jobs()) == {"lint", "pipeline", "comment", "publish", "deploy", "promote"}
+    assert set(gitlab_jobs()) == {
+        "lint",
+        "test",
+        "pipeline",
+        "comment",
+        "publish",
+        "deploy",
+        "promote",
+    }
 
 
 def test_every_job_is_one_or_two_make_lines_naming_real_targets() -> None:
@@ -89,10 +97,13 @@ def test_the_comment_job_runs_after_a_failure_one_per_merge_request_at_a_time() 
     assert gitlab["rules"] == [
         {"if": '$CI_PIPELINE_SOURCE == "merge_request_event"', "when": "always"}
     ]
-    # The pipeline job's artifacts (its log) come along; either runner setup's job will do.
-    assert {n["job"]: (n["optional"], n["artifacts"]) for n in gitlab["needs"]} == {
+    # The pipeline job's artifacts (its log) come along; either runner setup's job will do. The
+    # test job's JUnit too, for the comment's test summary.
+    needs = {n["job"]: (n.get("optional", False), n["artifacts"]) for n in gitlab["needs"]}
+    assert needs == {
         "pipeline": (True, True),
         "pipeline:login-node": (True, True),
+        "test": (False, True),
     }
     assert "$CI_MERGE_REQUEST_IID" in gitlab["resource_group"]
     forgejo = yaml.safe_load((FORGEJO / "ci.yml").read_text())["jobs"]["comment"]

@@ -17,6 +17,7 @@ from machinery.comment.base import MAX_IMAGE_BYTES, Backend, Render
 from machinery.comment.baseline import target_revision
 from machinery.comment.context import CommentError, PullRequest, marker, pull_request, token
 from machinery.comment.outcome import read_outcome, render_outcome
+from machinery.comment.tests_summary import junit_summary, with_summary_line
 from machinery.errors import UserError, exits_cleanly
 from machinery.params import load_section
 from machinery.report.diff import against
@@ -157,12 +158,17 @@ def _post(
     body: Render,
     fail_on_error: bool,
 ) -> None:
+    tests = junit_summary()  # the CI test job's JUnit summary, under the comment's headline
+
+    def with_tests(urls: dict[str, str]) -> str:
+        return with_summary_line(body(urls), tests)
+
     if dry_run:
-        typer.echo(body({}), nl=False)
+        typer.echo(with_tests({}), nl=False)
         return
     assert pr is not None
     try:
-        posted = _backend(pr).publish(mark, images, body)
+        posted = _backend(pr).publish(mark, images, with_tests)
     except CommentError as exc:
         _fail(str(exc), fail_on_error)
         return
