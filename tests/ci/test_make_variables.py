@@ -93,12 +93,17 @@ def test_a_hostile_value_reaches_the_tool_byte_for_byte_and_runs_nothing(
     values = {f"{FAMILIES[family]}_{i}": v for i, v in enumerate(hostile(canary))}
     empty = f"{FAMILIES[family]}_EMPTY"
 
-    (call,) = make(tmp_path, "comment", {**values, empty: ""})
+    # `make comment` asks the pipeline's outcome, then posts (the stub's outcome is not
+    # "success", so nothing is restored in between): two mlops calls, each with every value.
+    calls = make(tmp_path, "comment", {**values, empty: ""})
 
-    assert call["tool"] == "mlops" and call["argv"] == ["comment"]
+    assert [c["tool"] for c in calls] == ["mlops", "mlops"]
+    assert [c["argv"][0] for c in calls] == ["comment", "comment"]
+    assert calls[0]["argv"][-1] == "--outcome"
     assert not canary.exists(), "a variable's value ran as code"
-    got = {k: v for k, v in call["env"].items() if k.startswith(FAMILIES[family])}
-    assert got == values  # every byte, and the empty one is unset rather than ""
+    for call in calls:
+        got = {k: v for k, v in call["env"].items() if k.startswith(FAMILIES[family])}
+        assert got == values  # every byte, and the empty one is unset rather than ""
 
 
 def test_the_dvc_remote_and_its_endpoint_reach_dvc_as_one_argument_each(tmp_path: Path) -> None:
