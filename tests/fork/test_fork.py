@@ -126,7 +126,8 @@ def test_a_fork_without_tests_example_passes_the_fork_tests(
 @pytest.mark.slow
 def test_fork_runs_the_whole_pipeline_and_reports_its_own_model(forked: Workspace) -> None:
     md = (forked.path / "reports/report.md").read_text()
-    assert "`wine-quality-grader` (gradient_boosting)" in md
+    # The estimator's name is escaped for GFM (gradient\_boosting renders as gradient_boosting).
+    assert "`wine-quality-grader` (gradient\\_boosting)" in md
     assert "input `features`: N × 13, float32" in md
     html = (forked.path / "reports/report.html").read_text()
     assert "data:image/png;base64," in html and "per class f1" in html
