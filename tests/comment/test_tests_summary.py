@@ -4,6 +4,7 @@ failed tests named (whatever characters their ids hold), and one line for a file
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,9 +58,12 @@ def run_pytest(tmp_path: Path, source: str) -> Path:
     """pytest's own JUnit XML for ``source`` (a test module), as the CI test job writes it."""
     (tmp_path / "test_fork.py").write_text(source)
     junit = tmp_path / "junit.xml"
+    # Not this run's PYTEST_ADDOPTS (e.g. --random-order): the fork's own order is the file's.
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
     subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}"],
         cwd=tmp_path,
+        env=env,
         capture_output=True,
         check=False,
         timeout=120,

@@ -173,3 +173,30 @@ def test_two_runs_sharing_a_job_copy_the_outs_back_without_failing_each_other(
     assert (tmp_path / "models/model.onnx").read_bytes() in (b"onnxA", b"onnxB")
     assert (tmp_path / "models/model_card.json").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "models"]  # no scratch
+
+
+def test_cancel_never_counts_its_own_lease_as_another_run(tmp_path: Path) -> None:
+    """The run being cancelled removes its own lease, but a heartbeat of its poll that was
+    already on its way can touch it again just after (seen under load: "left job 58 running: 1
+    other run(s) still wait for it" with no other run). Simulated here by an ``rm`` that removes
+    nothing; only other runs' fresh leases may hold the job."""
+    layout = Layout(str(tmp_path / "mlops"), "train-0123456789abcdef", "mine")
+    leases = Path(layout.run_dir) / "leases"
+    leases.mkdir(parents=True)
+    (leases / "mine").touch()
+    calls = tmp_path / "scancel.calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "rm").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "scancel").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    script = render_cancel("58", layout, 60)
+    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
+    assert "held=" not in out.stdout, out.stdout
+    assert calls.read_text().split() == ["58"]
+    (leases / "other").touch()  # a live run that still waits: the job stays
+    calls.unlink()
+    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "held=1" and not calls.exists()

@@ -114,8 +114,8 @@ def render_cancel(job_id: str | None, layout: Layout, lease_ttl: float) -> str:
     return f"""\
 {lock}
 rm -f {q(layout.lease)}
-live=$(find {leases} -type f -newermt "@$(( $(date +%s) - {int(lease_ttl)} ))" 2>/dev/null \
-| wc -l)
+live=$(find {leases} -type f ! -name {q(layout.nonce)} \
+-newermt "@$(( $(date +%s) - {int(lease_ttl)} ))" 2>/dev/null | wc -l)
 if [ "$live" -gt 0 ]; then
   echo "held=$live"
   exit 0
