@@ -42,34 +42,48 @@ NOT_IN_THE_FORK = [
 ]
 
 
-def fork(dest: Path) -> Workspace:
-    """Copy the repository as it is (uncommitted changes included) and swap the example."""
+def swap_in(dest: Path, name: str) -> Workspace:
+    """Copy the repository as it is (uncommitted changes included) and put ``<name>_example``,
+    ``<name>_tests`` and ``<name>_params.yaml`` (beside this file) where the example was."""
     ws = Workspace.clone(dest)
-    for target, source in (("src/example", "wine_example"), ("tests/example", "wine_tests")):
+    for target, source in (("src/example", f"{name}_example"), ("tests/example", f"{name}_tests")):
         # A fork runs this too, and may have deleted, renamed or not yet written tests/example/.
         shutil.rmtree(ws.path / target, ignore_errors=True)
         shutil.copytree(HERE / source, ws.path / target)
-    shutil.copy(HERE / "wine_params.yaml", ws.path / "params.yaml")
+    shutil.copy(HERE / f"{name}_params.yaml", ws.path / "params.yaml")
+    return ws
+
+
+def fork(dest: Path) -> Workspace:
+    """The wine fork, committed."""
+    ws = swap_in(dest, "wine")
     ws.git("add", "-A")
     ws.git("commit", "-q", "-m", "fork: wine model")
     return ws
 
 
-@pytest.fixture(scope="module")
-def forked(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+def first_run(ws: Workspace, what: str) -> Workspace:
     """The fork after its first ``make run``, with the new ``dvc.lock`` committed."""
-    ws = fork(tmp_path_factory.mktemp("fork") / "ws")
     ws.dvc("repro")
     ws.git("add", "dvc.lock")
-    ws.git("commit", "-q", "-m", "fork: dvc.lock of the wine pipeline")
+    ws.git("commit", "-q", "-m", f"fork: dvc.lock of the {what} pipeline")
     return ws
+
+
+def assert_only_forker_files_changed(ws: Workspace) -> None:
+    template = ws.git("rev-list", "--max-parents=0", "HEAD").stdout.strip()
+    changed = ws.git("diff", "--name-only", template, "HEAD").stdout.split()
+    assert changed and all(path.startswith(FORKER_MAY_TOUCH) for path in changed), changed
+
+
+@pytest.fixture(scope="module")
+def forked(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    return first_run(fork(tmp_path_factory.mktemp("fork") / "ws"), "wine")
 
 
 @pytest.mark.slow
 def test_fork_changes_nothing_outside_the_example_params_and_dvc_yaml(forked: Workspace) -> None:
-    template = forked.git("rev-list", "--max-parents=0", "HEAD").stdout.strip()
-    changed = forked.git("diff", "--name-only", template, "HEAD").stdout.split()
-    assert changed and all(path.startswith(FORKER_MAY_TOUCH) for path in changed), changed
+    assert_only_forker_files_changed(forked)
 
 
 def pytest_in(ws: Workspace, *args: str) -> str:

@@ -11,9 +11,6 @@ values equal to the ONNX model's, and the forker's own tests pass in the fork.
 from __future__ import annotations
 
 import json
-import shutil
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +19,7 @@ import pytest
 import yaml
 
 from machinery.registry import Registry
-from tests.fork.test_fork import FORKER_MAY_TOUCH
+from tests.fork.test_fork import assert_only_forker_files_changed, first_run, pytest_in, swap_in
 from tests.support.s3 import S3Server, use_s3_env
 from tests.support.workspace import Workspace
 
@@ -52,15 +49,7 @@ REGRESSION_PLOTS = [
 def fork_to_regression(dest: Path) -> Workspace:
     """Copy the repository as it is (uncommitted changes included) and swap in the diabetes
     example, its tests, its params and its evaluate stage's plots."""
-    ws = Workspace.clone(dest)
-    for target, source in (
-        ("src/example", "diabetes_example"),
-        ("tests/example", "diabetes_tests"),
-    ):
-        # A fork may already have deleted or renamed tests/example/ (test_fork.py checks that).
-        shutil.rmtree(ws.path / target, ignore_errors=True)
-        shutil.copytree(HERE / source, ws.path / target)
-    shutil.copy(HERE / "diabetes_params.yaml", ws.path / "params.yaml")
+    ws = swap_in(dest, "diabetes")
     dvc_yaml = ws.path / "dvc.yaml"
     pipeline = yaml.safe_load(dvc_yaml.read_text())
     pipeline["stages"]["evaluate"]["plots"] = REGRESSION_PLOTS
@@ -72,21 +61,16 @@ def fork_to_regression(dest: Path) -> Workspace:
 
 @pytest.fixture(scope="module")
 def forked(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    """The regression fork after its first ``make run``, with its ``dvc.lock`` committed."""
-    ws = fork_to_regression(tmp_path_factory.mktemp("regression-fork") / "ws")
-    ws.dvc("repro")
-    ws.git("add", "dvc.lock")
-    ws.git("commit", "-q", "-m", "fork: dvc.lock of the diabetes pipeline")
-    return ws
+    return first_run(
+        fork_to_regression(tmp_path_factory.mktemp("regression-fork") / "ws"), "diabetes"
+    )
 
 
 @pytest.mark.slow
 def test_regression_fork_changes_nothing_outside_the_example_params_and_dvc_yaml(
     forked: Workspace,
 ) -> None:
-    template = forked.git("rev-list", "--max-parents=0", "HEAD").stdout.strip()
-    changed = forked.git("diff", "--name-only", template, "HEAD").stdout.split()
-    assert changed and all(path.startswith(FORKER_MAY_TOUCH) for path in changed), changed
+    assert_only_forker_files_changed(forked)
 
 
 @pytest.mark.slow
@@ -109,20 +93,7 @@ def test_the_pipeline_trains_a_regression_card_and_reports_its_metrics(
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_forkers_own_tests_pass_in_the_fork(forked: Workspace) -> None:
-    basetemp = Path(tempfile.mkdtemp(prefix="regfork-", dir="/tmp"))
-    proc = forked.run(
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        f"--basetemp={basetemp / 'pytest'}",
-        "tests/example",
-        check=False,
-    )
-    shutil.rmtree(basetemp, ignore_errors=True)
-    assert proc.returncode == 0, proc.stdout[-4000:]
+    pytest_in(forked, "tests/example")
 
 
 @pytest.mark.slow
