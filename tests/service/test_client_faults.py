@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.service.conftest import PREDICT_TOKEN
-from tests.service.test_server_limits import serving
+from tests.service.test_server_limits import read_answer, serving
 
 pytestmark = pytest.mark.integration
 
@@ -25,13 +25,7 @@ def send_raw(port: int, request: bytes, read: bool = True) -> bytes:
         sock.sendall(request)
         if not read:
             return b""  # closed at once: an aborted upload
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except ConnectionResetError:
-            pass
-        return answer
+        return read_answer(sock)
 
 
 def request_counts(base: str) -> dict[tuple[str, str], float]:

@@ -59,12 +59,17 @@ def raw_request(port: int, header_bytes: int, piece: int = 4096, body: bytes = b
                     time.sleep(0.002)  # separate reads on the server, as a slow client gives
         except (BrokenPipeError, ConnectionResetError):
             pass
-        answer = b""
-        try:
-            while chunk := sock.recv(65536):
-                answer += chunk
-        except ConnectionResetError:
-            pass
+        return read_answer(sock)
+
+
+def read_answer(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (or resets) the connection."""
+    answer = b""
+    try:
+        while chunk := sock.recv(65536):
+            answer += chunk
+    except ConnectionResetError:
+        pass
     return answer
 
 
