@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,19 +123,26 @@ def merge_request(ci_project: CIProject) -> MergeRequestRuns:
     )
 
 
-def test_a_failed_train_still_comments_and_names_the_stage(ci_project: CIProject) -> None:
-    """A typo in params: the params check fails before any Slurm job, the pipeline goes red, and
-    the comment job still runs and says which stage failed (not the last green report)."""
-    p = ci_project
+@contextmanager
+def on_a_params_typo(p: CIProject) -> Iterator[list[str]]:
+    """Branch ``typo`` off main with ``train.estimator: bogus`` committed, checked out for the
+    block (which gets the Slurm jobs before it); the workspace's branch is back after."""
     back = p.ws.git("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
     p.ws.git("checkout", "-q", "-B", "typo", "main")
     try:
         p.ws.set_param("train.estimator", "bogus")
         p.ws.git("commit", "-q", "-am", "a typo in params")
-        jobs_before = p.cluster.sacct_jobs()
-        run = p.ci.run(merge_request=True)
+        yield p.cluster.sacct_jobs()
     finally:
         p.ws.git("checkout", "-q", back)
+
+
+def test_a_failed_train_still_comments_and_names_the_stage(ci_project: CIProject) -> None:
+    """A typo in params: the params check fails before any Slurm job, the pipeline goes red, and
+    the comment job still runs and says which stage failed (not the last green report)."""
+    p = ci_project
+    with on_a_params_typo(p) as jobs_before:
+        run = p.ci.run(merge_request=True)
     assert run.proc.returncode != 0, run.output[-4000:]
     assert "comment" in run.passed() and "pipeline" not in run.passed(), run.output[-6000:]
     assert "params check failed, nothing submitted" in run.job_log("pipeline")
@@ -334,15 +342,8 @@ def test_forgejo_a_failed_train_still_comments_and_names_the_stage(
     event = tmp_path / "pull_request.json"
     pull = {"number": FORGEJO_PR, "base": {"ref": "main"}, "head": {"ref": "typo"}}
     event.write_text(json.dumps({"number": FORGEJO_PR, "pull_request": pull}))
-    back = p.ws.git("rev-parse", "--abbrev-ref", "HEAD").stdout.strip()
-    p.ws.git("checkout", "-q", "-B", "typo", "main")
-    try:
-        p.ws.set_param("train.estimator", "bogus")
-        p.ws.git("commit", "-q", "-am", "a typo in params")
-        jobs_before = p.cluster.sacct_jobs()
+    with on_a_params_typo(p) as jobs_before:
         run = act.run("pull_request", "comment", event)
-    finally:
-        p.ws.git("checkout", "-q", back)
     assert not run.act_succeeded("pipeline"), run.output[-4000:]
     assert run.act_succeeded("comment"), run.output[-6000:]
     assert p.cluster.sacct_jobs() == jobs_before
