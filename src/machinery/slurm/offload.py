@@ -27,7 +27,8 @@ from machinery.slurm.polling import Accounted, Watcher, account, fields
 from machinery.slurm.settings import SlurmSettings
 from machinery.slurm.stage import REPORT_DIR, Stage, code_files, expand, identity, staged_outs
 from machinery.slurm.staging import CachePlan, Snapshot, human, stage_out
-from machinery.slurm.transport import ConnectionLost, RemoteTimeout, Transport, make_transport
+from machinery.slurm.connect import make_transport
+from machinery.slurm.transport import ConnectionLost, RemoteTimeout, Transport
 
 TAIL_LINES = 20
 ACTIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
