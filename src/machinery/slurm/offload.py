@@ -94,8 +94,11 @@ class Offload:
         self.submitted_at: float | None = None  # wall clock of the login node at sbatch
         self.nonce = secrets.token_hex(4)
         self.tail: list[str] = []
+        self.logs: LogStream | None = None  # the job's log, once it is being streamed
 
     def say(self, message: str) -> None:
+        if self.logs is not None:
+            self.logs.break_line()  # a status line starts a line of its own in the CI log
         print(f"[slurm] {message}", file=self.log, flush=True)
 
     @contextmanager
@@ -169,7 +172,7 @@ class Offload:
         """Watch until the job is final; bring the outs back as soon as squeue says
         COMPLETED (not only once sacct agrees: accounting may be down)."""
         assert self.layout is not None and self.job_id is not None
-        logs = LogStream(self.out)
+        self.logs = logs = LogStream(self.out)
         watcher = Watcher(self.transport, self.settings, self.layout, self.job_id, logs, self.say)
         staged = False
         while True:
