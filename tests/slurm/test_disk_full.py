@@ -8,15 +8,12 @@ a real small filesystem: a 3 MiB tmpfs owned by the cluster user, mounted as its
 from __future__ import annotations
 
 import os
-import pwd
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.slurm.conftest import Cluster, Project
+from tests.slurm.conftest import Cluster, Project, small_disk
 
 pytestmark = pytest.mark.integration
 
@@ -24,17 +21,9 @@ Factory = Callable[..., Project]
 
 
 @pytest.fixture
-def small_disk(cluster: Cluster) -> Iterator[Path]:
-    user = pwd.getpwnam(cluster.info.user)
-    # In /tmp, not pytest's 0700 tmp dir: the cluster user must reach it.
-    path = Path(tempfile.mkdtemp(prefix="mlops-small-disk-", dir="/tmp"))
-    options = f"size=3m,mode=0700,uid={user.pw_uid},gid={user.pw_gid}"
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", str(path)], check=True)
-        path.rmdir()
+def disk(cluster: Cluster) -> Iterator[Path]:
+    with small_disk(cluster, "3m") as mount:
+        yield mount
 
 
 def free_kb(path: Path) -> int:
@@ -43,15 +32,15 @@ def free_kb(path: Path) -> int:
 
 
 def test_a_full_runs_dir_is_named_and_a_rerun_works_once_there_is_room(
-    cluster: Cluster, project_factory: Factory, small_disk: Path
+    cluster: Cluster, project_factory: Factory, disk: Path
 ) -> None:
-    env = cluster.env() | {"MLOPS_SLURM_WORKDIR": str(small_disk), "MLOPS_SLURM_MIN_FREE_MB": "1"}
-    runs = small_disk / "runs"
+    env = cluster.env() | {"MLOPS_SLURM_WORKDIR": str(disk), "MLOPS_SLURM_MIN_FREE_MB": "1"}
+    runs = disk / "runs"
     fixed = project_factory("mkdir -p out; echo ok > out/x")
 
     # Less than the minimum free before the submission: refused, nothing submitted.
-    filler = small_disk / "filler"
-    filler.write_bytes(b"\0" * ((free_kb(small_disk) - 512) * 1024))
+    filler = disk / "filler"
+    filler.write_bytes(b"\0" * ((free_kb(disk) - 512) * 1024))
     refused = fixed.run(env)
     assert refused.returncode == 2, refused.stderr
     last = refused.stderr.strip().splitlines()[-1]
@@ -70,7 +59,7 @@ def test_a_full_runs_dir_is_named_and_a_rerun_works_once_there_is_room(
     assert last.startswith("error: Slurm job ") and "; disk full on the login node" in last, last
     # Its run dir is gone (its log was streamed already): the space is back for a rerun.
     assert not (runs / hog.identity()).exists()
-    assert free_kb(small_disk) > 2048
+    assert free_kb(disk) > 2048
 
     rerun = fixed.run(env)
     assert rerun.returncode == 0, rerun.stderr

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from machinery.slurm.script import Layout, q
 
-DISK_FULL_RC = 5  # exit code of the stage-in command when the runs dir is too full
+DISK_FULL_RC = 6  # exit code of the stage-in command when the runs dir is too full
 FREE_KEY = "free_kb"
+FULL_KEY = "disk_full"  # said with that exit code: the submit script's own codes may overlap
 
 
 def min_free_kb(min_free_mb: float) -> int:
@@ -37,7 +38,10 @@ def render_check_free(path: str, min_free_mb: float) -> str:
     limit = min_free_kb(min_free_mb)
     return (
         render_free(path)
-        + f'if [ -n "$f" ] && [ "$f" -lt {limit} ]; then exit {DISK_FULL_RC}; fi\n'
+        + f'if [ -n "$f" ] && [ "$f" -lt {limit} ]; then\n'
+        + f"  echo {FULL_KEY}=1\n"
+        + f"  exit {DISK_FULL_RC}\n"
+        + "fi\n"
     )
 
 
@@ -48,6 +52,11 @@ def render_drop_run_dir(layout: Layout) -> str:
         f"exec 9>{q(layout.runs + '/.lock')} && flock 9 && "
         f"{{ chmod -R u+w {run} 2>/dev/null; rm -rf {run}; }}"
     )
+
+
+def refused(rc: int, text: str) -> bool:
+    """The stage-in command stopped for want of space (not the submit script's exit code)."""
+    return rc == DISK_FULL_RC and f"{FULL_KEY}=1" in text.splitlines()
 
 
 def free_kb(text: str) -> int | None:

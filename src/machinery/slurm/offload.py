@@ -299,7 +299,7 @@ class Offload:
             self.timings["stage_in"] -= env_s
         if "env" in info:
             self.say(f"built the job environment {venv} in {self.timings['environment']:.1f} s")
-        if res.rc == diskspace.DISK_FULL_RC:
+        if diskspace.refused(res.rc, res.text):
             free = diskspace.free_kb(res.text)
             raise UserError(
                 diskspace.full_line(layout.runs, free, self.settings.min_free_mb)
