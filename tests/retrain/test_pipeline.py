@@ -45,9 +45,7 @@ class Runs:
     registry_url: str
     first: GitLabRun
     tags_after_first: list[str]
-    again: GitLabRun  # the same trigger again: same data, same model
-    tags_after_again: list[str]
-    forgejo: GitLabRun
+    forgejo: GitLabRun  # Forgejo's retrain next: same data, same model
     tags_after_forgejo: list[str]
 
 
@@ -67,8 +65,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Itera
     trigger = {"CI_PIPELINE_SOURCE": "trigger", **REASON}
     first = ci.run(extra=trigger)
     tags_after_first = origin.tags()
-    again = ci.run(extra=trigger)
-    tags_after_again = origin.tags()
 
     act = ForgejoAct(
         ws.path,
@@ -77,6 +73,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Itera
             "DVC_REMOTE_URL": variables["DVC_REMOTE_URL"],
             "AWS_ENDPOINT_URL": s3_server.env["AWS_ENDPOINT_URL"],
             "MLOPS_REGISTRY_URL": variables["MLOPS_REGISTRY_URL"],
+            # The stand-in artifact action copies directories only; the summary is in the log.
+            "MLOPS_NO_ARTIFACTS": "1",
         },
         secrets={k: v for k, v in s3_server.env.items() if k.startswith("AWS_") and "KEY" in k},
         env={"VENV": str(VENV), "AWS_DEFAULT_REGION": "us-east-1"},
@@ -92,8 +90,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory, s3_server: S3Server) -> Itera
         variables["MLOPS_REGISTRY_URL"],
         first,
         tags_after_first,
-        again,
-        tags_after_again,
         forgejo,
         origin.tags(),
     )
@@ -124,19 +120,17 @@ def test_a_triggered_gitlab_pipeline_publishes_to_staging_only_with_the_reason(
     assert f"**Why:** {REASON['MLOPS_RETRAIN_REASON']}" in log
     assert f"Published `{tag}` and moved `staging` to it" in log
 
-    # The same trigger again, nothing new under the data stage: DVC restores the same model,
-    # and the run says so instead of publishing it under another tag.
-    again = runs.again
-    assert again.proc.returncode == 0, again.output[-6000:]
-    assert runs.tags_after_again == [tag]
-    assert "No new model" in again.job_log("retrain")
-    assert len(registry.alias_history("staging")) == 1
 
-
-def test_forgejos_retrain_workflow_runs_the_same_lines_from_its_inputs(runs: Runs) -> None:
+def test_forgejos_retrain_workflow_runs_the_same_lines_from_its_inputs(
+    runs: Runs, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     run = runs.forgejo
     assert run.proc.returncode == 0, run.output[-6000:]
     assert run.act_succeeded("pipeline") and run.act_succeeded("retrain"), run.output[-4000:]
     assert "**Why:** InferenceDriftOverThreshold firing in mlops-prod (Forgejo)" in run.output
-    assert "No new model" in run.output  # GitLab's run already published these bytes
+    # After GitLab's run, nothing new under the data stage: DVC restores the same model, and
+    # the run says so instead of publishing the same bytes under another tag.
+    assert "No new model" in run.output
     assert runs.tags_after_forgejo == runs.tags_after_first
+    use_s3_env(monkeypatch, s3_server, tmp_path)
+    assert len(Registry.from_url(runs.registry_url).alias_history("staging")) == 1
