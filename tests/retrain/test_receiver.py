@@ -4,6 +4,7 @@ one trigger per alert group, the cool-down, forge faults, bad input."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,9 +17,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def receiver(tmp_path: Path, forge_server: ForgeServer) -> Receiver:
+def receiver(tmp_path: Path, forge_server: ForgeServer) -> Iterator[Receiver]:
     r = Receiver(tmp_path / "receiver", forge_server).start()
-    yield r  # type: ignore[misc]
+    yield r
     r.stop()
 
 
