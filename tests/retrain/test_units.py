@@ -62,3 +62,16 @@ def test_publish_outside_a_retrain_run_is_one_line_and_exit_2(tmp_path: Path) ->
         "error: MLOPS_RETRAIN_REASON is empty: this is not a retrain run (the alert receiver "
         "sets it; by hand: MLOPS_RETRAIN_REASON='why' make retrain-publish)"
     ]
+
+
+def test_every_setting_and_metric_is_documented() -> None:
+    from machinery.retrain.metrics import ReceiverMetrics
+    from machinery.retrain.settings import ENV_PREFIX, RetrainSettings
+
+    doc = (REPO / "docs" / "retraining.md").read_text()
+    for name in RetrainSettings.model_fields:
+        env = f"{ENV_PREFIX}{name.upper()}"
+        short = "_" + name.upper()
+        assert env in doc or f"`{short}`" in doc or f"/ `{short}`" in doc, env
+    for metric in ReceiverMetrics.create().registry.collect():
+        assert f"`{metric.name}_total`" in doc, metric.name
