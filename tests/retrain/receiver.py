@@ -4,16 +4,21 @@ uvicorn), on a free 127.0.0.1 port, settings from ``MLOPS_RETRAIN_*``, stopped b
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import subprocess
 import sys
 import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
+from tests.monitoring.stack import ALERTMANAGER_CONFIG, Server
 from tests.support.forge_server import (
     FORGEJO_REPO,
     FORGEJO_TOKEN,
@@ -144,3 +149,54 @@ class Receiver:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{text!r} not in the receiver's log:\n{self.log()[-2000:]}")
             time.sleep(0.1)
+
+
+class RetrainAlertmanager(Server):
+    """The project's alertmanager.yml with the retrain receiver's URL and token file pointed
+    at this test's, every other receiver at a closed port, and the waits shortened to 1 s."""
+
+    name = "alertmanager"
+
+    def __init__(self, state: Path, receiver_url: str, token_file: Path) -> None:
+        super().__init__(state)
+        config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+        for receiver in config["receivers"]:
+            for hook in receiver.get("webhook_configs", []):
+                if receiver["name"] == "mlops-retrain":
+                    hook["url"] = receiver_url
+                    hook["http_config"]["authorization"]["credentials_file"] = str(token_file)
+                else:
+                    hook["url"] = "http://127.0.0.1:9/unused"
+        self.route = next(r for r in config["route"]["routes"] if r["receiver"] == "mlops-retrain")
+        self.route.update(group_wait="1s", group_interval="1s")
+        state.mkdir(parents=True, exist_ok=True)
+        self.config = state / "alertmanager.yml"
+        self.config.write_text(yaml.safe_dump(config))
+
+    def command(self) -> list[str]:
+        return [
+            "prometheus-alertmanager",
+            f"--config.file={self.config}",
+            f"--storage.path={self.state / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",
+        ]
+
+    def fire(self, **labels: str) -> None:
+        now = datetime.now(timezone.utc)
+        body = [
+            {
+                "labels": labels,
+                "annotations": {"summary": "live accuracy 0.71 is below the card's 0.93"},
+                "startsAt": now.isoformat(),
+                "endsAt": (now + timedelta(minutes=5)).isoformat(),
+            }
+        ]
+        request = urllib.request.Request(
+            f"{self.base}/api/v2/alerts",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert answer.status == 200
