@@ -18,6 +18,7 @@ from machinery.registry.errors import AliasNotFound
 from machinery.registry.registry import Registry
 from tests.support.fixture_models import SIDE
 from tests.support.s3 import S3Server, use_s3_env
+from tests.support.workspace import assert_one_line_error
 
 pytestmark = [pytest.mark.integration]
 
@@ -138,3 +139,29 @@ def test_new_rows_under_the_imported_prefix_retrain_and_publish_to_staging(
         f"refs/tags/{first}",
         f"refs/tags/{second}",
     }
+
+
+def test_a_source_the_run_cannot_read_fails_it_with_one_line(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    s3 = s3_server.client()
+    bucket = s3_server.make_bucket()
+    s3.put_object(Bucket=bucket, Key="labelled/a.csv", Body=rows("dot", 2, 0).encode())
+    path = tmp_path / "project"
+    (path / "data").mkdir(parents=True)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLOPS_", "DVC_"))},
+        **s3_server.env,
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
+    }
+    project = Project(path, env)
+    project.run("git", "init", "-q", "-b", "main")
+    project.run(str(BIN / "dvc"), "init", "-q")
+    project.run(str(BIN / "dvc"), "import-url", f"s3://{bucket}/labelled/", "data/incoming")
+    project.run("git", "add", "-A")
+    # The prefix's owner took the read key away (here: the key is wrong from now on).
+    project.env = {**env, "AWS_SECRET_ACCESS_KEY": "not-the-key"}
+    proc = project.run(str(BIN / "mlops"), "retrain", "update-imports", check=False)
+    assert_one_line_error(proc, "dvc update data/incoming.dvc")
