@@ -67,6 +67,8 @@ def test_new_rows_under_the_imported_prefix_retrain_and_publish_to_staging(
 ) -> None:
     s3 = s3_server.client()
     bucket = s3_server.make_bucket()
+    # A versioned bucket, as docs/retraining.md advises: the .dvc file records version ids.
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     s3.put_object(Bucket=bucket, Key="labelled/2026-12-01.csv", Body=rows("dot", 6, 0).encode())
     origin = tmp_path / "origin.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
@@ -90,7 +92,14 @@ def test_new_rows_under_the_imported_prefix_retrain_and_publish_to_staging(
     project.run("git", "init", "-q", "-b", "main")
     project.run(str(BIN / "dvc"), "init", "-q")
     (path / "data").mkdir()
-    project.run(str(BIN / "dvc"), "import-url", f"s3://{bucket}/labelled/", "data/incoming")
+    project.run(
+        str(BIN / "dvc"),
+        "import-url",
+        "--version-aware",
+        f"s3://{bucket}/labelled/",
+        "data/incoming",
+    )
+    assert "version_id" in (path / "data/incoming.dvc").read_text()
     stages = {
         "train": {
             "cmd": "python -m tests.retrain.shift_stage",
