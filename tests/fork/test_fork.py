@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 
 from machinery.registry import Registry
+from tests.fork.stages import write_fork_pipeline
 from tests.support.s3 import S3Server, use_s3_env
 from tests.support.workspace import Workspace
 
@@ -44,13 +45,16 @@ NOT_IN_THE_FORK = [
 
 def swap_in(dest: Path, name: str) -> Workspace:
     """Copy the repository as it is (uncommitted changes included) and put ``<name>_example``,
-    ``<name>_tests`` and ``<name>_params.yaml`` (beside this file) where the example was."""
+    ``<name>_tests`` and ``<name>_params.yaml`` (beside this file) where the example was, with
+    stage definitions of its own (``tests/fork/stages.py``): the ``dvc.yaml`` found here may be
+    a fork's, declaring outputs the swapped-in example never writes."""
     ws = Workspace.clone(dest)
     for target, source in (("src/example", f"{name}_example"), ("tests/example", f"{name}_tests")):
         # A fork runs this too, and may have deleted, renamed or not yet written tests/example/.
         shutil.rmtree(ws.path / target, ignore_errors=True)
         shutil.copytree(HERE / source, ws.path / target)
     shutil.copy(HERE / f"{name}_params.yaml", ws.path / "params.yaml")
+    write_fork_pipeline(ws.path, name)
     return ws
 
 
