@@ -51,7 +51,7 @@ def _entries(items: Any) -> list[tuple[Path, dict[str, Any]]]:
         if isinstance(item, str):
             out.append((Path(item), {}))
         elif isinstance(item, dict) and len(item) == 1:
-            (path, props) = next(iter(item.items()))
+            path, props = next(iter(item.items()))
             out.append((Path(str(path)), props if isinstance(props, dict) else {}))
     return out
 
