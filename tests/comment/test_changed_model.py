@@ -99,6 +99,19 @@ def test_first_merge_request_of_a_fork_shows_the_new_model_unjudged(
 
 
 @pytest.mark.integration
+def test_the_html_report_of_a_changed_model_colours_nothing(
+    project: ReportProject, mlops: Mlops
+) -> None:
+    _template_on_head(project)
+    result = mlops("report", "--baseline", "HEAD")
+    assert result.exit_code == 0, result.output
+    page = (project.path / "reports/report.html").read_text()
+    assert "<strong>The model changed:</strong> name <code>digits-classifier</code>" in page
+    assert 'class="num better"' not in page and 'class="num worse"' not in page
+    assert "<td>f1_per_class.0</td>" in page  # one-sided rows are listed, not judged
+
+
+@pytest.mark.integration
 def test_a_retrained_model_keeps_its_verdict(project: ReportProject, mlops: Mlops) -> None:
     # Same card name, task and labels on both sides: a diff with colours, as before.
     project.write_json("eval/metrics.json", {"accuracy": 0.99, "log_loss": 0.2, "n_test": 100})

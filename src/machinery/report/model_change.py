@@ -41,9 +41,12 @@ class ModelChange:
 def baseline_card(rev: str, path: str = CARD_PATH) -> dict[str, Any] | None:
     """The card as ``rev`` has it (git or DVC-tracked, read by DVC as ``metrics diff`` reads
     metrics); None when that revision has none or it cannot be read (then nothing is said)."""
-    proc = subprocess.run(
-        [sys.executable, "-c", _READ, path, rev], capture_output=True, text=True, timeout=120
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _READ, path, rev], capture_output=True, text=True, timeout=120
+        )
+    except subprocess.TimeoutExpired:  # a remote that does not answer: no claim either way
+        return None
     if proc.returncode != 0:
         return None
     try:
