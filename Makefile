@@ -33,8 +33,10 @@ run: setup ## run the whole example pipeline on embedded defaults
 	@$(BIN)/mlops where
 
 EXAMPLE_IMAGE ?= .local/example.png
-example-image: setup ## write a picture for the example model to .local/example.png (dark ink on light)
-	$(BIN)/python -m example.sample $(EXAMPLE_IMAGE)
+# The example's own picture writer; a tabular card gets a JSON request instead (mlops example-input).
+EXAMPLE_WRITER ?= $(BIN)/python -m example.sample
+example-image: setup ## an input to try the model with, after its card: a picture (.local/example.png) or a JSON request
+	$(BIN)/mlops example-input --out "$(EXAMPLE_IMAGE)" --writer "$(EXAMPLE_WRITER)"
 
 test: setup system-deps ## run every test; integration tests are required
 	$(BIN)/pytest

@@ -60,6 +60,9 @@ COMMANDS: dict[str, Lazy] = {
     ),
     "deploy": Lazy("machinery.deploy.cli:app", "GitOps: bump an overlay's image, promote."),
     "doctor": Lazy("machinery.doctor.cli:doctor", "Check every CI setting against the real thing."),
+    "example-input": Lazy(
+        "machinery.example_input:example_input", "A picture or JSON request to try the model."
+    ),
     "image": Lazy("machinery.image.cli:app", "Build, push and describe the inference image."),
     "offload": Lazy(
         "machinery.slurm.command:offload", "Run a stage's command on Slurm.", OFFLOAD_OPTIONS
