@@ -20,7 +20,7 @@ from typing import TextIO
 
 from machinery.errors import UserError
 from machinery.provenance import stage_env
-from machinery.slurm import envscript, remote, script
+from machinery.slurm import chimage, envscript, remote, script
 from machinery.slurm.accounting import TERMINAL, JobRecord, SlurmReport, report_from_record
 from machinery.slurm.logstream import LogStream
 from machinery.slurm.polling import Accounted, Watcher, account, fields
@@ -93,6 +93,7 @@ class Offload:
         self.submitted_at: float | None = None  # wall clock of the login node at sbatch
         self.nonce = secrets.token_hex(4)
         self.tail: list[str] = []
+        self.image: chimage.LocalImage | None = None
 
     def say(self, message: str) -> None:
         print(f"[slurm] {message}", file=self.log, flush=True)
@@ -110,7 +111,12 @@ class Offload:
     def run(self) -> SlurmReport:
         started = time.monotonic()
         files = self._files()
-        self.key = identity(self.root, self.stage, self.cmd, files)
+        if self.settings.env.kind == "charliecloud":
+            # Before anything is sent: a missing image is one line, and its digest is part
+            # of the job's identity (a new image is a new job, not a reattach).
+            self.image = chimage.resolve(self.settings.env.image)
+        image_id = self.image.image_id if self.image else None
+        self.key = identity(self.root, self.stage, self.cmd, files, image_id)
         # A record left by another run (another identity) must never pass for this one's.
         (self.root / REPORT_DIR / f"{self.stage.name}.json").unlink(missing_ok=True)
         plan = CachePlan()
@@ -253,12 +259,18 @@ class Offload:
         commit = stage_env(self.stage.name, self.root)
         scripts = {}
         setup = ""
+        image_dir = None
+        if self.image is not None:
+            with self.phase("image"):
+                image_dir = chimage.stage(
+                    self.transport, layout, self.image, self.say, self.timings
+                )
         if env.kind == "venv":
             venv = layout.venv(env, (self.root / env.lock).read_bytes())
             scripts[script.ENV_NAME] = envscript.render_env_build(env, layout, env.lock, venv)
             setup = envscript.render_env_setup(env, layout, venv)
         scripts[script.SCRIPT_NAME] = script.render_job_script(
-            self.settings, self.stage.name, layout, self.cmd, venv, commit
+            self.settings, self.stage.name, layout, self.cmd, venv, commit, image_dir
         )
         scripts[script.SUBMIT_NAME] = script.render_submit(
             layout, setup, retire, self.settings.prune_after_days
