@@ -114,7 +114,8 @@ class Offload:
         if self.settings.env.kind == "charliecloud":
             # Before anything is sent: a missing image is one line, and its digest is part
             # of the job's identity (a new image is a new job, not a reattach).
-            self.image = chimage.resolve(self.settings.env.image)
+            with self.phase("image"):
+                self.image = chimage.resolve(self.settings.env.image)
         image_id = self.image.image_id if self.image else None
         self.key = identity(self.root, self.stage, self.cmd, files, image_id)
         # A record left by another run (another identity) must never pass for this one's.
