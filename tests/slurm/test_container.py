@@ -212,3 +212,23 @@ def test_the_job_script_runs_ch_run_with_the_env_by_name(
     script.write_text(text)
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     assert os.access(shutil.which("ch-run") or "", os.X_OK)  # installed by .ci/install-system
+
+
+@pytest.mark.integration
+def test_images_no_run_used_for_prune_after_days_are_removed(
+    cluster: Cluster, project_factory: Factory, test_image: ChTestImage
+) -> None:
+    images = cluster.home_path(cluster.workdir[2:]) / "images"
+    old = images / "0123456789abcdef"
+    # An image staged long ago and unused since (read-only, as staging leaves it).
+    script = (
+        f"mkdir -p {old}/opt && touch {old}.manifest && chmod -R a-w {old} && "
+        f"touch -d '8 days ago' {old}.used"
+    )
+    subprocess.run(["runuser", "-u", cluster.info.user, "--", "bash", "-c", script], check=True)
+    project = project_factory("mkdir -p out && touch out/x")
+    proc = project.run(test_image.env(cluster), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert not old.exists() and not Path(f"{old}.manifest").exists()
+    (kept,) = _image_dirs(cluster, cluster.workdir)  # the one this run used stays
+    assert (kept / ".ready").is_file()

@@ -151,11 +151,32 @@ def image_dir(layout: Layout, image: LocalImage) -> str:
     return f"{layout.workdir}/{IMAGES_DIR}/{image.short}"
 
 
-def render_check(layout: Layout, image: LocalImage) -> str:
-    """Is the image staged, and unchanged since (the venv's manifest rule)?"""
+def render_prune_images(layout: Layout, days: float) -> str:
+    """Remove staged images no run has used for ``days`` (``<id>.used`` is touched by every
+    run that uses one), each under its own lock, skipped while another run stages it."""
+    if days <= 0:
+        return ""
+    minutes = max(int(days * 1440), 1)
+    images = q(f"{layout.workdir}/{IMAGES_DIR}")
+    return f"""\
+for u in {images}/*.used; do
+  [ -e "$u" ] || continue
+  d="${{u%.used}}"
+  [ "$d" = "$V" ] && continue
+  if [ -n "$(find "$u" -maxdepth 0 -mmin +{minutes})" ]; then
+    (flock -n 7 || exit 0; chmod -R u+w "$d" 2>/dev/null; rm -rf "$d" "$d.manifest" "$u") \
+7>"$d.lock" || true
+  fi
+done
+"""
+
+
+def render_check(layout: Layout, image: LocalImage, prune_days: float = 0.0) -> str:
+    """Is the image staged, and unchanged since (the venv's manifest rule)? Images unused
+    for ``prune_days`` go."""
     return f"""\
 V={q(image_dir(layout, image))}
-if [ ! -f "$V/.ready" ]; then
+{render_prune_images(layout, prune_days)}if [ ! -f "$V/.ready" ]; then
   echo image=missing
 elif [ "$({VENV_MANIFEST})" = "$(cat "$V.manifest" 2>/dev/null)" ]; then
   touch "$V.used"
@@ -218,10 +239,11 @@ def stage(
     image: LocalImage,
     say: Callable[[str], None],
     timings: dict[str, float],
+    prune_days: float = 0.0,
 ) -> str:
     """Make sure the cluster holds ``image``; return its directory there."""
     where = image_dir(layout, image)
-    res = transport.run(render_check(layout, image))
+    res = transport.run(render_check(layout, image, prune_days))
     state = res.text.split("image=")[-1].strip() if "image=" in res.text else ""
     if res.rc != 0 or not state:
         raise UserError(f"login node: checking the container image failed: {res.error_line}")

@@ -264,7 +264,12 @@ class Offload:
         if self.image is not None:
             with self.phase("image"):
                 image_dir = chimage.stage(
-                    self.transport, layout, self.image, self.say, self.timings
+                    self.transport,
+                    layout,
+                    self.image,
+                    self.say,
+                    self.timings,
+                    self.settings.prune_after_days,
                 )
         if env.kind == "venv":
             venv = layout.venv(env, (self.root / env.lock).read_bytes())
