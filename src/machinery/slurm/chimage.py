@@ -139,6 +139,10 @@ def converted(image: LocalImage) -> tuple[Path, bool]:
             if proc.returncode != 0:
                 why = first_cause(proc.stderr, f"exit code {proc.returncode}")
                 raise UserError(f"converting {image.reference} for Charliecloud failed: {why}")
+            # ch-convert takes the name, not the ID: a re-tag meanwhile must not be cached
+            # under the ID this run resolved.
+            if resolve(image.reference).image_id != image.image_id:
+                raise UserError(f"{image.reference} was re-tagged while it was converted: rerun")
             # `ch-run --set-env` reads the image's variables from here: never missing.
             (part / "ch").mkdir(exist_ok=True)
             (part / "ch/environment").touch()
