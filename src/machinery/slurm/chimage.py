@@ -137,7 +137,9 @@ def converted(image: LocalImage) -> tuple[Path, bool]:
                 env=_storage_env(Path(tmp)),
             )
             if proc.returncode != 0:
-                why = first_cause(proc.stderr, f"exit code {proc.returncode}")
+                why = first_cause(proc.stderr, f"exit code {proc.returncode}").removeprefix(
+                    "error: "
+                )
                 raise UserError(f"converting {image.reference} for Charliecloud failed: {why}")
             # ch-convert takes the name, not the ID: a re-tag meanwhile must not be cached
             # under the ID this run resolved.
