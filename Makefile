@@ -105,7 +105,7 @@ cluster-up: setup system-deps ## start a local single-node Slurm + sshd login no
 cluster-down: setup ## stop the local Slurm cluster started by cluster-up
 	$(BIN)/python -m machinery.slurm.localcluster down --dir $(CLUSTER_DIR)
 
-bench-offload: setup system-deps ## offload overhead (our steps, queue wait apart) on a local Slurm, and CLI start-up
+bench-offload: setup system-deps ## offload overhead (our steps, queue wait apart) on a local Slurm, venv and charliecloud modes beside it, CLI start-up
 	$(BIN)/python bench/offload.py
 
 # --- k8s and monitoring ---
