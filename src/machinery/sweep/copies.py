@@ -1,0 +1,126 @@
+"""A private copy of the workspace per point, and its result saved as a DVC experiment.
+
+Each point runs in a clone of the workspace's git repository with the workspace's files laid
+over it (uncommitted changes included) and the workspace's DVC cache: no two points share
+DVC's ``rw.lock``, and the workspace itself is never touched. ``dvc exp save`` in the copy
+records the point as an experiment of the workspace's HEAD; its ref is then fetched into the
+workspace's git, where ``dvc exp show`` lists it and ``dvc exp apply`` restores it (the
+outputs are already in the shared cache).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from machinery.errors import UserError
+
+_FETCH_LOCK = threading.Lock()
+PARAMS_FILE = "params.yaml"
+
+
+def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip() or proc.stdout.strip() or f"exit {proc.returncode}")
+        raise UserError(f"{' '.join(cmd[:3])}: {last.splitlines()[-1]}")
+    return proc.stdout
+
+
+def workspace_files(root: Path) -> list[str]:
+    out = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], root)
+    return sorted(n for n in out.split("\0") if n and (root / n).is_file())
+
+
+def head(root: Path) -> str:
+    proc = subprocess.run(
+        ["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=root, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise UserError(f"{root}: no commit yet (a sweep's experiments hang off HEAD: commit)")
+    return proc.stdout.strip()
+
+
+def cache_dir(root: Path) -> str:
+    return run(["dvc", "cache", "dir"], root).strip()
+
+
+class Copy:
+    """One point's workspace: made by ``make``, dropped by ``remove``."""
+
+    def __init__(self, root: Path, path: Path):
+        self.root = root
+        self.path = path
+
+    @classmethod
+    def make(
+        cls,
+        root: Path,
+        files: list[str],
+        extra: list[str],
+        params: dict[str, Any],
+        cache: str,
+        parent: Path,
+    ) -> Copy:
+        path = Path(tempfile.mkdtemp(prefix="point-", dir=parent))
+        run(["git", "clone", "-q", "--shared", "--no-checkout", str(root), str(path)], parent)
+        run(["git", "checkout", "-q", "HEAD", "--", "."], path)
+        for rel in [*files, *extra]:
+            src, dest = root / rel, path / rel
+            if src.is_dir():
+                shutil.copytree(src, dest, dirs_exist_ok=True, symlinks=True)
+            elif src.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, dest, follow_symlinks=False)
+        (path / PARAMS_FILE).write_text(yaml.safe_dump(params, sort_keys=False))
+        run(["dvc", "cache", "dir", "--local", cache], path)
+        return cls(root, path)
+
+    def save(self, name: str) -> str:
+        """``dvc exp save`` here, then the ref into the workspace; returns the ref."""
+        run(["dvc", "exp", "save", "--force", "-n", name], self.path, env=_git_env())
+        refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"], self.path)
+        ref = next((r for r in refs.split() if r.endswith("/" + name)), "")
+        if not ref:
+            raise UserError(f"dvc exp save made no experiment named {name}")
+        with _FETCH_LOCK:  # one git fetch into the workspace at a time
+            run(["git", "fetch", "-q", "-f", str(self.path), f"+{ref}:{ref}"], self.root)
+        return ref
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _git_env() -> dict[str, str]:
+    """An experiment commit needs an author even on a runner without git config."""
+    env = dict(os.environ)
+    env.setdefault("GIT_AUTHOR_NAME", "mlops sweep")
+    env.setdefault("GIT_AUTHOR_EMAIL", "mlops-sweep@localhost")
+    env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])
+    env.setdefault("GIT_COMMITTER_EMAIL", env["GIT_AUTHOR_EMAIL"])
+    return env
+
+
+def read_metrics(path: Path, files: list[str]) -> dict[str, Any]:
+    """The metrics files of one point, flattened as DVC names them (``a.b``)."""
+    out: dict[str, Any] = {}
+
+    def flat(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                flat(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, (int, float, str, bool)) or value is None:
+            out[prefix] = value
+
+    for rel in files:
+        file = path / rel
+        if file.is_file():
+            flat("", yaml.safe_load(file.read_text()) or {})
+    return out
