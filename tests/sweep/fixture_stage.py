@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ def _rows(part: str) -> list[tuple[float, float]]:
 
 def train() -> None:
     p = _params()
+    time.sleep(float(p.get("sleep", 0)))  # a long point, for the tests that interrupt one
     rows = _rows("train")
     model: dict[str, object] = {"estimator": p["estimator"]}
     if p["estimator"] == "ridge":

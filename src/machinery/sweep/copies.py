@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -23,6 +24,9 @@ import yaml
 from machinery.errors import UserError
 
 _FETCH_LOCK = threading.Lock()
+# The dvc of this venv, also when its bin/ is not on PATH (a CI job calling .venv/bin/mlops).
+_BIN = Path(sys.executable).parent
+DVC = str(_BIN / "dvc") if (_BIN / "dvc").is_file() else "dvc"
 PARAMS_FILE = "params.yaml"
 
 
@@ -49,7 +53,7 @@ def head(root: Path) -> str:
 
 
 def cache_dir(root: Path) -> str:
-    return run(["dvc", "cache", "dir"], root).strip()
+    return run([DVC, "cache", "dir"], root).strip()
 
 
 class Copy:
@@ -80,12 +84,17 @@ class Copy:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dest, follow_symlinks=False)
         (path / PARAMS_FILE).write_text(yaml.safe_dump(params, sort_keys=False))
-        run(["dvc", "cache", "dir", "--local", cache], path)
+        run([DVC, "cache", "dir", "--local", cache], path)
         return cls(root, path)
 
     def save(self, name: str) -> str:
         """``dvc exp save`` here, then the ref into the workspace; returns the ref."""
-        run(["dvc", "exp", "save", "--force", "-n", name], self.path, env=_git_env())
+        extra: list[str] = []
+        if not run(["git", "ls-files", "dvc.lock"], self.path).strip():
+            # A project whose dvc.lock is not committed yet: DVC only takes an untracked lock
+            # file that existed before its commit step, and here it is made by that step.
+            extra = ["--include-untracked", "dvc.lock"]
+        run([DVC, "exp", "save", "--force", "-n", name, *extra], self.path, env=_git_env())
         refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"], self.path)
         ref = next((r for r in refs.split() if r.endswith("/" + name)), "")
         if not ref:
@@ -98,9 +107,16 @@ class Copy:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def tool_env() -> dict[str, str]:
+    """This venv's tools first on PATH: a stage's ``mlops offload`` and ``dvc`` are these."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(_BIN), env.get("PATH", "")])
+    return env
+
+
 def _git_env() -> dict[str, str]:
     """An experiment commit needs an author even on a runner without git config."""
-    env = dict(os.environ)
+    env = tool_env()
     env.setdefault("GIT_AUTHOR_NAME", "mlops sweep")
     env.setdefault("GIT_AUTHOR_EMAIL", "mlops-sweep@localhost")
     env.setdefault("GIT_COMMITTER_NAME", env["GIT_AUTHOR_NAME"])

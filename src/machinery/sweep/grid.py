@@ -1,8 +1,9 @@
 """The grid of a sweep: ``-S key=v1,v2`` options expanded into points, pruned, validated.
 
-The pruning rule (docs/sweeps.md): a key ``a.G.k`` inside a section ``G`` that is named after a
-value of a sibling setting ``a.S`` (``train.svc.C`` next to ``train.estimator: svc``) applies
-only to the points where ``a.S`` equals ``G``. In the other points the key keeps its value from
+The pruning rule (docs/sweeps.md): a setting whose value names one of its sibling sections
+(``train.estimator: svc`` next to the sections ``train.svc`` and ``train.logreg``) selects
+among them, so a key ``a.G.k`` inside such a section applies only to the points where that
+setting equals ``G``. In the other points the key keeps its value from
 ``params.yaml``, and points that differ only in keys that do not apply are run once.
 """
 
@@ -107,12 +108,15 @@ def selector(key: str, grid: dict[str, list[Any]], params: dict[str, Any]) -> st
     siblings = lookup(params, parent)
     if not isinstance(siblings, dict):
         return None
+    sections = {n for n, v in siblings.items() if isinstance(v, dict)}
+    if group not in sections:
+        return None
     for name, value in siblings.items():
         full = f"{parent}.{name}" if parent else name
         if isinstance(value, dict):
             continue
         choices = [value, *grid.get(full, [])]
-        if any(str(c) == group for c in choices):
+        if any(str(c) in sections for c in choices):
             return full
     return None
 

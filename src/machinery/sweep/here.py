@@ -3,7 +3,6 @@ copy of the workspace (``dvc repro`` there, then ``dvc exp save``)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import tempfile
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from machinery.errors import UserError
-from machinery.sweep.copies import Copy, read_metrics
+from machinery.sweep.copies import DVC, Copy, read_metrics, tool_env
 from machinery.sweep.grid import Point
 from machinery.sweep.record import PointResult
 
@@ -32,14 +31,14 @@ def run_here(
     max_parallel: int,
 ) -> tuple[list[PointResult], float]:
     started = time.monotonic()
-    env = {**os.environ, "MLOPS_SLURM_TRANSPORT": "none"}
+    env = {**tool_env(), "MLOPS_SLURM_TRANSPORT": "none"}
 
     def one(point: Point) -> PointResult:
         with tempfile.TemporaryDirectory(prefix="mlops-sweep-") as parent:
             copy = Copy.make(root, files, extra, point.params(base), cache, Path(parent))
             t0 = time.monotonic()
             proc = subprocess.run(
-                ["dvc", "repro", *stages],
+                [DVC, "repro", *stages],
                 cwd=copy.path,
                 env=env,
                 capture_output=True,
