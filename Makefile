@@ -106,6 +106,10 @@ cluster-down: setup ## stop the local Slurm cluster started by cluster-up
 bench-offload: setup system-deps ## offload overhead (our steps, queue wait apart) on a local Slurm, and CLI start-up
 	$(BIN)/python bench/offload.py
 
+.PHONY: bench-sweep
+bench-sweep: setup system-deps ## a 6-point sweep as one Slurm array vs six offloads vs six local runs (docs/sweeps.md)
+	$(BIN)/python bench/sweep.py
+
 # --- k8s and monitoring ---
 .PHONY: dashboards k8s-render
 dashboards: setup ## regenerate monitoring/envs/<env>/ (rules, PrometheusRule, dashboard) per overlay

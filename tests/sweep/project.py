@@ -123,12 +123,15 @@ class SweepProject:
         return out
 
 
-def make_sweep_project(path: Path, token: str = "", slurm: dict[str, Any] | None = None) -> SweepProject:
+def make_sweep_project(
+    path: Path, token: str = "", slurm: dict[str, Any] | None = None, sleep: float = 0.0
+) -> SweepProject:
     path.mkdir(parents=True, exist_ok=True)
     shutil.copy(HERE / "fixture_stage.py", path / "sweepfix.py")
     (path / "data").mkdir(exist_ok=True)
     (path / "data/points.csv").write_text(points_csv())
-    (path / "params.yaml").write_text(yaml.safe_dump(PARAMS, sort_keys=False))
+    params = {**PARAMS, "train": {**PARAMS["train"], "sleep": sleep}}
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (path / "dvc.yaml").write_text(yaml.safe_dump(fixture_dvc_yaml(token), sort_keys=False))
     settings = slurm or {"env": {"kind": "none"}, "job": {"cpus": 1, "time": "00:10:00"}}
     (path / "slurm.yaml").write_text(yaml.safe_dump(settings))

@@ -20,6 +20,7 @@ from machinery.comment.outcome import read_outcome, render_outcome
 from machinery.comment.tests_summary import junit_summary, with_summary_line
 from machinery.errors import UserError, exits_cleanly
 from machinery.params import load_section
+from machinery.sweep.section import sweep_section
 from machinery.report.diff import against
 from machinery.report.directions import ReportParams
 from machinery.report.inputs import Image, load_inputs
@@ -145,7 +146,9 @@ def comment(
         dry_run,
         context.marker,
         images,
-        lambda urls: render(replace(context, image_urls=urls), "report.md.j2"),
+        # One more section of the one sticky comment when this workspace ran a sweep.
+        lambda urls: render(replace(context, image_urls=urls), "report.md.j2")
+        + sweep_section(Path.cwd()),
         fail_on_error,
     )
 

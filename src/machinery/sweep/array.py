@@ -31,13 +31,13 @@ from machinery.slurm.accounting import SACCT_FORMAT, JobRecord, cpu_efficiency, 
 from machinery.slurm.offload import Interrupted, _ignore_signals, cancel_on_signals
 from machinery.slurm.polling import fields
 from machinery.slurm.settings import SlurmSettings
-from machinery.slurm.stage import REPORT_DIR, SNAPSHOT_EXCLUDE, expand
+from machinery.slurm.stage import REPORT_DIR, code_files, expand
 from machinery.slurm.staging import CachePlan, Snapshot, human
 from machinery.slurm.transport import ConnectionLost, RemoteTimeout, Transport, make_transport
 from machinery.sweep import arrayscript as ascript
 from machinery.sweep.arraystate import ArrayState, all_final, parse_array_sacct, states_from_sacct
-from machinery.sweep.copies import PARAMS_FILE, Copy, read_metrics
-from machinery.sweep.record import PointResult, SweepRecord
+from machinery.sweep.copies import PARAMS_FILE, Copy, read_metrics, run
+from machinery.sweep.record import PointResult, SweepRecord, load_record
 
 TAIL_LINES = 20
 KEY_PREFIX = "sweep-"
@@ -64,9 +64,10 @@ class ArraySweep:
         self.cache = cache
         self.transport = transport or make_transport(settings)
         self.nonce = secrets.token_hex(4)
+        # The code snapshot as a single offload's (no pipeline outs, no DVC state), plus the
+        # shared deps; params.yaml comes per point.
         self.files = sorted(
-            {f for f in files if not f.startswith(SNAPSHOT_EXCLUDE) and f != PARAMS_FILE}
-            | set(expand(root, extra))
+            {f for f in code_files(root) if f != PARAMS_FILE} | set(expand(root, extra))
         )
         self.extra = extra
         # A point's copy gets the workspace as it is (dvc.lock included), not the snapshot.
@@ -77,6 +78,11 @@ class ArraySweep:
         self.finished = False
         self.timings: dict[str, float] = {}
         self.key = KEY_PREFIX + self.identity()
+        self.prior: SweepRecord | None = None
+        try:
+            self.prior = load_record(root)
+        except UserError:
+            pass
 
     def say(self, message: str) -> None:
         print(f"[sweep] {message}", file=sys.stderr, flush=True)
@@ -279,6 +285,9 @@ class ArraySweep:
         failed = [r for r in results if r.state != "COMPLETED"]
         if failed:
             self._tails(failed)
+        ok = [r for r in ok if not self._kept(r)]  # a rerun: imported already
+        if len(ok) < len(results) - len(failed):
+            self.say(f"{len(results) - len(failed) - len(ok)} point(s) already imported")
         with tempfile.TemporaryDirectory(prefix="mlops-sweep-", dir=None) as tmp:
             scratch = Path(tmp) / "outs"
             t0 = time.monotonic()
@@ -292,6 +301,21 @@ class ArraySweep:
                 list(pool.map(lambda r: self._import(r, scratch, records, Path(tmp)), ok))
             self.timings["import"] = time.monotonic() - t1
         return results
+
+    def _kept(self, r: PointResult) -> bool:
+        """A point this array already imported (a rerun): its experiment is still there."""
+        prior = self.prior
+        if prior is None or prior.identity != self.key:
+            return False
+        before = next((p for p in prior.points if p.index == r.index and p.ok), None)
+        if before is None or before.name != r.name or not before.experiment:
+            return False
+        try:
+            run(["git", "rev-parse", "--verify", "-q", before.experiment], self.root)
+        except UserError:
+            return False
+        r.metrics, r.experiment = before.metrics, before.experiment
+        return True
 
     def _tails(self, failed: list[PointResult]) -> None:
         assert self.layout is not None

@@ -84,7 +84,10 @@ class Copy:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, dest, follow_symlinks=False)
         (path / PARAMS_FILE).write_text(yaml.safe_dump(params, sort_keys=False))
-        run([DVC, "cache", "dir", "--local", cache], path)
+        # What `dvc cache dir --local` writes, without another DVC start-up per point.
+        local = path / ".dvc" / "config.local"
+        local.parent.mkdir(exist_ok=True)
+        local.write_text(f"[cache]\n    dir = {cache}\n")
         return cls(root, path)
 
     def save(self, name: str) -> str:

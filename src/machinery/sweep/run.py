@@ -113,7 +113,13 @@ def run_sweep(
     from machinery.sweep.copies import cache_dir, head, workspace_files
 
     head(root)
-    files = [f for f in workspace_files(root) if not f.startswith(EXCLUDE)]
+    # A point's copy: the workspace as it is, but never the outs its own stages make.
+    made = [Path(o) for s in request.stages for o in s.stage.outs]
+    files = [
+        f
+        for f in workspace_files(root)
+        if not f.startswith(EXCLUDE) and not any(Path(f).is_relative_to(m) for m in made)
+    ]
     extra = [d for d in shared_deps(request.stages) if d not in files]
     cache = cache_dir(root)
     if kind == "none":
@@ -144,6 +150,9 @@ def run_sweep(
 
         record = ArraySweep(settings, root, request, files, extra, cache).run()
     record.write(root)
+    from machinery.sweep.section import write_section
+
+    write_section(root, record)
     done = sum(p.ok for p in record.points)
     say(f"{done} of {len(record.points)} points saved as DVC experiments (dvc exp show)")
     for point in record.failed:
@@ -154,7 +163,7 @@ def run_sweep(
 
 
 # Never copied into a point: the sweep's own record and a killed copy-back's scratch.
-EXCLUDE = ("reports/sweep.json", ".mlops-stage-out-")
+EXCLUDE = ("reports/sweep.json", "reports/sweep.md", ".mlops-stage-out-")
 
 
 def primary_metric(root: Path, points: list[PointResult], metric: str | None) -> tuple[str, str]:
