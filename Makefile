@@ -142,10 +142,13 @@ ci-remote: setup
 
 # The pipeline job's log, kept as an artifact even on failure: the comment job reads how it ended.
 PIPELINE_LOG ?= reports/ci/pipeline.log
-pipeline: ci-remote ## CI: dvc repro --pull (unchanged stages restored, not re-run), dvc push --run-cache
+pipeline: ci-remote ## CI: dvc repro --pull (unchanged stages restored, not re-run), dvc push --run-cache; params.yaml's sweep: section, if any
 	@mkdir -p $(dir $(PIPELINE_LOG))
 	set -o pipefail; $(BIN)/dvc repro --pull 2>&1 | tee $(PIPELINE_LOG)
 	$(BIN)/dvc push --run-cache
+	set -o pipefail; $(BIN)/mlops sweep --from-params --if-present --allow-failed-points 2>&1 \
+	  | tee -a $(PIPELINE_LOG) || { echo "ERROR: the sweep: section's sweep failed (docs/sweeps.md)" \
+	  | tee -a $(PIPELINE_LOG); exit 1; }
 
 restore: ci-remote ## CI: restore the pipeline's outputs from the DVC remote's run-cache
 	$(BIN)/dvc repro --pull

@@ -47,6 +47,11 @@ def read_section(params: dict[str, Any]) -> SweepSection | None:
         raise UserError(f"{PARAMS}: {key}: {first['msg']}") from None
 
 
+def has_section(root: Path) -> bool:
+    path = root / PARAMS
+    return path.is_file() and load_yaml(path).get(SECTION) is not None
+
+
 @dataclass
 class SweepRequest:
     stages: list[SweepStage]
@@ -130,7 +135,7 @@ def run_sweep(
             root,
             request.points,
             request.params,
-            [s.stage.name for s in request.stages],
+            [(s.stage.name, s.original) for s in request.stages],
             metrics,
             files,
             extra,

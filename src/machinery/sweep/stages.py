@@ -22,6 +22,7 @@ class SweepStage:
     stage: Stage
     cmd: str  # the shell command a task runs (an ``mlops offload`` wrapper taken off)
     metrics: list[str]
+    original: str  # as dvc.yaml has it (run here, an ``mlops offload`` runs with transport none)
 
 
 def _metrics(spec: dict[str, Any]) -> list[str]:
@@ -75,7 +76,7 @@ def sweep_stages(names: list[str], root: Path) -> list[SweepStage]:
         if "foreach" in (raw[name] or {}) or "cmd" not in (raw[name] or {}):
             raise UserError(f"{DVC_YAML}: stage '{name}' has no single cmd to sweep")
     return [
-        SweepStage(specs[n], unwrap(str(raw[n]["cmd"])), _metrics(raw[n] or {}))
+        SweepStage(specs[n], unwrap(str(raw[n]["cmd"])), _metrics(raw[n] or {}), str(raw[n]["cmd"]))
         for n in specs
         if n in keep
     ]
