@@ -389,7 +389,7 @@ class ArraySweep:
                     ).write(copy.path)
             metrics = [m for s in self.request.stages for m in s.metrics]
             r.metrics = read_metrics(copy.path, metrics)
-            r.experiment = copy.save(point.name)
+            r.experiment = copy.save(point.name, [s.stage.name for s in self.request.stages])
         except UserError as exc:
             r.state, r.reason = "FAILED", str(exc)
         finally:

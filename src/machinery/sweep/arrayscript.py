@@ -62,6 +62,9 @@ def render_array_script(
         "for e in *; do",
         f'  case "$e" in {skip}) continue;; esac',
         '  [ -e "$T/$e" ] || cp -rs "$RUN/$e" "$T/$e"',
+        # Files read-only (not dirs: cp -rs gives the task's dirs their modes): a stage that
+        # writes through a link fails instead of changing every other point's input.
+        '  find "$RUN/$e" -type f -perm -u+w -exec chmod a-w {} + 2>/dev/null || true',
         "done",
         "shopt -u nullglob dotglob",
         'cd "$T"',

@@ -90,14 +90,16 @@ class Copy:
         local.write_text(f"[cache]\n    dir = {cache}\n")
         return cls(root, path)
 
-    def save(self, name: str) -> str:
-        """``dvc exp save`` here, then the ref into the workspace; returns the ref."""
+    def save(self, name: str, stages: list[str]) -> str:
+        """``dvc exp save`` of the swept ``stages`` here (the others, e.g. a report stage that
+        did not run for this point, keep their dvc.lock entries), then the ref into the
+        workspace; returns the ref."""
         extra: list[str] = []
         if not run(["git", "ls-files", "dvc.lock"], self.path).strip():
             # A project whose dvc.lock is not committed yet: DVC only takes an untracked lock
             # file that existed before its commit step, and here it is made by that step.
             extra = ["--include-untracked", "dvc.lock"]
-        run([DVC, "exp", "save", "--force", "-n", name, *extra], self.path, env=_git_env())
+        run([DVC, "exp", "save", "--force", "-n", name, *extra, *stages], self.path, env=_git_env())
         refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"], self.path)
         ref = next((r for r in refs.split() if r.endswith("/" + name)), "")
         if not ref:

@@ -66,7 +66,7 @@ def run_here(
             if result.state == "COMPLETED":
                 result.metrics = read_metrics(copy.path, metrics)
                 try:
-                    result.experiment = copy.save(point.name)
+                    result.experiment = copy.save(point.name, [n for n, _ in commands])
                 except UserError as exc:
                     result.state, result.reason = "FAILED", str(exc)
             say(f"point {point.index} {point.name}: {result.state}")
