@@ -150,15 +150,21 @@ def main() -> None:
 
     r = results["ratios"]
     print(f"{len(ALPHAS)} points of {SLEEP:.0f} s each; K = {K} tasks at once on the node")
-    print(f"  array (one sbatch --array)   {array['wall_s']:7.1f} s  (Slurm: {array['slurm_s']} s"
-          f" submit to last end; first queue wait {array['first_queue_wait_s']} s)")
-    print(f"    ours: {', '.join(f'{k} {v:.1f} s' for k, v in array['ours_s'].items())}"
-          f" = {ours:.1f} s")
+    print(
+        f"  array (one sbatch --array)   {array['wall_s']:7.1f} s  (Slurm: {array['slurm_s']} s"
+        f" submit to last end; first queue wait {array['first_queue_wait_s']} s)"
+    )
+    print(
+        f"    ours: {', '.join(f'{k} {v:.1f} s' for k, v in array['ours_s'].items())}"
+        f" = {ours:.1f} s"
+    )
     print(f"  six sequential offloads      {offloads['wall_s']:7.1f} s")
     print(f"  six local sequential runs    {local['wall_s']:7.1f} s")
-    print(f"  offloads / array: {r['offloads_over_array_total']:.2f}x end to end,"
-          f" {r['offloads_over_array_without_import']:.2f}x without the experiments' import"
-          f" (target ≥ {r['target_offloads_over_array']:.1f}x)")
+    print(
+        f"  offloads / array: {r['offloads_over_array_total']:.2f}x end to end,"
+        f" {r['offloads_over_array_without_import']:.2f}x without the experiments' import"
+        f" (target ≥ {r['target_offloads_over_array']:.1f}x)"
+    )
     print(f"  local / array:    {r['local_over_array_total']:.2f}x")
     print("results: bench/results/sweep.json")
 

@@ -17,7 +17,6 @@ from typing import Any
 import yaml
 
 
-
 def _params() -> dict[str, Any]:
     params: dict[str, Any] = yaml.safe_load(Path("params.yaml").read_text())["train"]
     return params

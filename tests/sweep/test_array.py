@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -17,7 +16,8 @@ import yaml
 from tests.slurm.conftest import Cluster, wait_for_line
 from tests.sweep.project import SweepProject, make_sweep_project
 
-GRID = ["-S", "train.estimator=ridge,knn", "-S", "train.ridge.alpha=0,1,10", "-S", "train.knn.k=1,3,5"]
+GRID = ["-S", "train.estimator=ridge,knn", "-S", "train.ridge.alpha=0,1,10"]
+GRID += ["-S", "train.knn.k=1,3,5"]
 SLEEP = 1.2
 NAMES = {
     "estimator-ridge_ridge.alpha-0",
@@ -52,7 +52,9 @@ def model_md5s(project: SweepProject) -> dict[str, str]:
             continue
         lock = yaml.safe_load(project.must("git", "show", f"{ref}:dvc.lock"))
         outs = lock["stages"]["train"]["outs"]
-        out[ref.rsplit("/", 1)[1]] = next(o["md5"] for o in outs if o["path"] == "models/model.json")
+        out[ref.rsplit("/", 1)[1]] = next(
+            o["md5"] for o in outs if o["path"] == "models/model.json"
+        )
     return out
 
 
@@ -138,7 +140,9 @@ def test_transport_none_gives_the_same_metrics_and_model_bytes(
     assert model_md5s(here) == model_md5s(swept.project)
     assert len(set(model_md5s(here).values())) == 6
     # The workspace is left as it was: same params, no outs made, nothing else changed.
-    assert (here.path / "params.yaml").read_text() == (swept.project.path / "params.yaml").read_text()
+    assert (here.path / "params.yaml").read_text() == (
+        swept.project.path / "params.yaml"
+    ).read_text()
     assert not (here.path / "models").exists()
     status = here.must("git", "status", "--porcelain").split("\n")
     assert [s for s in status if s.strip()] == ["?? reports/"]
@@ -146,7 +150,8 @@ def test_transport_none_gives_the_same_metrics_and_model_bytes(
 
 def test_a_failing_point_keeps_the_other_five(cluster: Cluster, tmp_path: Path) -> None:
     project = make_sweep_project(tmp_path / "p", secrets.token_hex(4))
-    grid = ["-S", "train.estimator=ridge,knn", "-S", "train.ridge.alpha=-1,0,1", "-S", "train.knn.k=1,3,5"]
+    grid = ["-S", "train.estimator=ridge,knn", "-S", "train.ridge.alpha=-1,0,1"]
+    grid += ["-S", "train.knn.k=1,3,5"]
     proc = project.sweep("train", *grid, "--max-parallel", "3", env=cluster.env())
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[-1] == (

@@ -10,7 +10,6 @@ import pytest
 from machinery.sweep.record import PointResult, SweepRecord
 from machinery.sweep.section import render_section
 from tests.support.markdown import raw_html, table_with_header
-from tests.support.report_project import mlops, project, report_project_template  # noqa: F401
 from tests.support.report_project import Mlops, ReportProject
 
 HOSTILE = "<img src=x onerror=alert(1)>|"
@@ -23,7 +22,8 @@ def record() -> SweepRecord:
         p.experiment = f"refs/exps/aa/bb/{p.name}"
         return p
 
-    failed = PointResult(3, "estimator-svc_svc.C--1", {"train.estimator": "svc", "train.svc.C": -1}, "FAILED")
+    values = {"train.estimator": "svc", "train.svc.C": -1}
+    failed = PointResult(3, "estimator-svc_svc.C--1", values, "FAILED")
     failed.reason, failed.exit_code = "exit code 1", 1
     failed.log_tail = ["Traceback (most recent call last):", f"ValueError: C {HOSTILE} ```"]
     return SweepRecord(

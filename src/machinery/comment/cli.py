@@ -20,11 +20,11 @@ from machinery.comment.outcome import read_outcome, render_outcome
 from machinery.comment.tests_summary import junit_summary, with_summary_line
 from machinery.errors import UserError, exits_cleanly
 from machinery.params import load_section
-from machinery.sweep.section import sweep_section
 from machinery.report.diff import against
 from machinery.report.directions import ReportParams
 from machinery.report.inputs import Image, load_inputs
 from machinery.report.render import ReportContext, render
+from machinery.sweep.section import sweep_section
 
 
 def _warn(message: str) -> None:

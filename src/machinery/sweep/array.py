@@ -190,7 +190,9 @@ class ArraySweep:
         self.timings["stage_in"] = time.monotonic() - t0
         info = fields(res.text)
         if res.rc == 3:
-            raise UserError(f"sbatch refused the array: {res.error_line.removeprefix('sbatch: error: ')}")
+            raise UserError(
+                f"sbatch refused the array: {res.error_line.removeprefix('sbatch: error: ')}"
+            )
         if res.rc != 0:
             raise UserError(f"staging in on the login node failed: {res.error_line}")
         if "cancelled" in res.text.split():
@@ -330,7 +332,9 @@ class ArraySweep:
             elif current is not None:
                 current.log_tail.append(line)
 
-    def _stage_out(self, ok: list[PointResult], outs: list[str], scratch: Path) -> dict[int, list[str]]:
+    def _stage_out(
+        self, ok: list[PointResult], outs: list[str], scratch: Path
+    ) -> dict[int, list[str]]:
         assert self.layout is not None
         scratch.mkdir(parents=True)
         paths = [f"{r.index}/{o}" for r in ok for o in outs]
@@ -378,7 +382,9 @@ class ArraySweep:
                     shutil.copy2(path, dest)
             rec = records.get(r.index)
             for s in self.request.stages:
-                if rec is not None and any(Path(o).is_relative_to(REPORT_DIR) for o in s.stage.outs):
+                if rec is not None and any(
+                    Path(o).is_relative_to(REPORT_DIR) for o in s.stage.outs
+                ):
                     report_from_record(
                         rec,
                         stage=s.stage.name,

@@ -19,8 +19,16 @@ from machinery.slurm.settings import SlurmSettings
 
 POINTS_DIR = "points"
 # Files of the run dir that belong to the offload, not to the snapshot a task sees.
-NOT_SHARED = (POINTS_DIR, SCRIPT_NAME, SUBMIT_NAME, ENV_NAME, "jobid", "leases", "sbatch.err",
-              FINISHED_NAME)
+NOT_SHARED = (
+    POINTS_DIR,
+    SCRIPT_NAME,
+    SUBMIT_NAME,
+    ENV_NAME,
+    "jobid",
+    "leases",
+    "sbatch.err",
+    FINISHED_NAME,
+)
 
 
 def point_dir(layout: Layout, index: int | str) -> str:

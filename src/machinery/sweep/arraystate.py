@@ -55,9 +55,7 @@ class ArrayState:
 
     @property
     def final(self) -> bool:
-        return len(self.states) == self.points and all(
-            s in TERMINAL for s in self.states.values()
-        )
+        return len(self.states) == self.points and all(s in TERMINAL for s in self.states.values())
 
 
 def parse_array_sacct(text: str, job_id: str) -> dict[int, JobRecord]:

@@ -15,7 +15,7 @@ from machinery.errors import exits_cleanly
 def sweep(
     stages: Annotated[
         Optional[list[str]],  # noqa: UP007 - typer reads the annotation at run time
-        typer.Argument(help="the stage(s) to sweep; the stages after them down to metrics run too"),
+        typer.Argument(help="stage(s) to sweep; the stages after them down to metrics run too"),
     ] = None,
     set_: Annotated[
         Optional[list[str]],  # noqa: UP007
@@ -34,11 +34,12 @@ def sweep(
         typer.Option(help="none | local | ssh (default: slurm.yaml, MLOPS_SLURM_TRANSPORT)"),
     ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="print the points and the array script; submit nothing")
+        bool,
+        typer.Option("--dry-run", help="print the points and the array script; submit nothing"),
     ] = False,
     from_params: Annotated[
         bool,
-        typer.Option("--from-params", help="take stages and grid from params.yaml's sweep: section"),
+        typer.Option("--from-params", help="stages and grid from params.yaml's sweep: section"),
     ] = False,
     if_present: Annotated[
         bool,
@@ -68,7 +69,7 @@ def sweep(
 
     root = Path.cwd()
     if best:
-        metric = (stages or [None])[0]
+        metric = stages[0] if stages else None
         typer.echo(best_point(root, metric).name)
         return
     if from_params and if_present and not has_section(root):

@@ -33,7 +33,7 @@ PARAMS_FILE = "params.yaml"
 def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
-        last = (proc.stderr.strip() or proc.stdout.strip() or f"exit {proc.returncode}")
+        last = proc.stderr.strip() or proc.stdout.strip() or f"exit {proc.returncode}"
         raise UserError(f"{' '.join(cmd[:3])}: {last.splitlines()[-1]}")
     return proc.stdout
 

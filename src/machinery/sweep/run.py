@@ -13,7 +13,7 @@ from machinery.errors import UserError
 from machinery.files import load_yaml
 from machinery.sweep import grid as gridmod
 from machinery.sweep.record import PointResult, SweepRecord, load_record
-from machinery.sweep.stages import SweepStage, made_outs, shared_deps, sweep_stages
+from machinery.sweep.stages import SweepStage, shared_deps, sweep_stages
 
 PARAMS = Path("params.yaml")
 SECTION = "sweep"
@@ -196,7 +196,9 @@ def primary_metric(root: Path, points: list[PointResult], metric: str | None) ->
     return candidates[0], direction(candidates[0], report.directions)
 
 
-def ranked(root: Path, record: SweepRecord, metric: str | None) -> tuple[str, str, list[PointResult]]:
+def ranked(
+    root: Path, record: SweepRecord, metric: str | None
+) -> tuple[str, str, list[PointResult]]:
     """The completed points, best first by the primary metric."""
     ok = [p for p in record.points if p.ok]
     name, way = primary_metric(root, ok, metric)

@@ -72,9 +72,11 @@ def render_section(root: Path, record: SweepRecord) -> str:
             lines.append(_row(cells))
         lines += [
             "",
-            f"`dvc exp apply {points[0].name}` makes the best point the workspace"
-            if metric
-            else "`dvc exp show` lists every point",
+            (
+                f"`dvc exp apply {points[0].name}` makes the best point the workspace"
+                if metric
+                else "`dvc exp show` lists every point"
+            ),
             "",
         ]
     else:

@@ -14,7 +14,7 @@ from typing import Any
 
 from machinery.errors import UserError
 from machinery.files import load_yaml
-from machinery.slurm.stage import DVC_YAML, REPORT_DIR, Stage, read_stage
+from machinery.slurm.stage import DVC_YAML, Stage, read_stage
 
 
 @dataclass(frozen=True)
@@ -79,13 +79,6 @@ def sweep_stages(names: list[str], root: Path) -> list[SweepStage]:
         SweepStage(specs[n], unwrap(str(raw[n]["cmd"])), _metrics(raw[n] or {}), str(raw[n]["cmd"]))
         for n in specs
         if n in keep
-    ]
-
-
-def made_outs(stages: list[SweepStage]) -> list[str]:
-    """What the tasks make and bring back (the offload's own record is written here)."""
-    return [
-        o for s in stages for o in s.stage.outs if not Path(o).is_relative_to(REPORT_DIR)
     ]
 
 
