@@ -75,7 +75,8 @@ class Copy:
     ) -> Copy:
         path = Path(tempfile.mkdtemp(prefix="point-", dir=parent))
         run(["git", "clone", "-q", "--shared", "--no-checkout", str(root), str(path)], parent)
-        run(["git", "checkout", "-q", "HEAD", "--", "."], path)
+        # The workspace's own commit, also on a detached HEAD (CI): each experiment's baseline.
+        run(["git", "checkout", "-q", "--detach", head(root)], path)
         for rel in [*files, *extra]:
             src, dest = root / rel, path / rel
             if src.is_dir():
