@@ -16,6 +16,8 @@ import yaml
 from tests.slurm.conftest import Cluster, wait_for_line
 from tests.sweep.project import SweepProject, make_sweep_project
 
+pytestmark = [pytest.mark.integration]
+
 GRID = ["-S", "train.estimator=ridge,knn", "-S", "train.ridge.alpha=0,1,10"]
 GRID += ["-S", "train.knn.k=1,3,5"]
 SLEEP = 1.2
