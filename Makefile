@@ -162,6 +162,12 @@ bump: setup ## CI on main: pin the pushed image (IMAGE_RECORD) in k8s/overlays/s
 promote: setup ## manual: alias prod → staging's tag and prod overlay → staging's image, one step
 	$(BIN)/mlops deploy promote
 
+# A retrain run (docs/retraining.md): the reason comes from MLOPS_RETRAIN_* (trigger variables
+# on GitLab, workflow inputs on Forgejo); staging only, never prod.
+.PHONY: retrain-publish
+retrain-publish: setup ## CI retrain run: new retrain-* tag on HEAD, publish, move staging (with the alert's reason)
+	$(BIN)/mlops retrain publish
+
 # Restores the outputs only after a pipeline that passed: after a failure `dvc repro` would run
 # the failed stage again (another cluster job); the comment then says what failed instead.
 comment: setup ## CI on a merge/pull request: post or update the one sticky comment (also on failure)

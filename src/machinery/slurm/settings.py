@@ -85,6 +85,11 @@ class SlurmSettings(BaseSettings):
     prune_after_days: float = Field(
         default=7.0, ge=0, description="remove finished run dirs older than this (0: never)"
     )
+    min_free_mb: float = Field(
+        default=100.0,
+        ge=0,
+        description="refuse to submit while the runs dir on the cluster has less free (0: never)",
+    )
     cache_deps: bool = Field(default=True, description="keep large deps on the cluster by hash")
     resubmit: bool = Field(default=False, description="replace the job even if it completed")
     job: JobSettings = Field(default_factory=JobSettings)

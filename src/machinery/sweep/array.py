@@ -33,7 +33,8 @@ from machinery.slurm.polling import fields
 from machinery.slurm.settings import SlurmSettings
 from machinery.slurm.stage import REPORT_DIR, code_files, expand
 from machinery.slurm.staging import CachePlan, Snapshot, human
-from machinery.slurm.transport import ConnectionLost, RemoteTimeout, Transport, make_transport
+from machinery.slurm.connect import make_transport
+from machinery.slurm.transport import ConnectionLost, RemoteTimeout, Transport
 from machinery.sweep import arrayscript as ascript
 from machinery.sweep.arraystate import ArrayState, all_final, parse_array_sacct, states_from_sacct
 from machinery.sweep.copies import PARAMS_FILE, Copy, read_metrics, run
