@@ -26,7 +26,7 @@ import yaml
 from machinery.errors import UserError
 from machinery.files import sha256_file
 from machinery.provenance import stage_env
-from machinery.slurm import envscript, remote, script
+from machinery.slurm import diskspace, envscript, remote, script
 from machinery.slurm.accounting import SACCT_FORMAT, JobRecord, cpu_efficiency, report_from_record
 from machinery.slurm.offload import Interrupted, _ignore_signals, cancel_on_signals
 from machinery.slurm.polling import fields
@@ -186,10 +186,18 @@ class ArraySweep:
         snapshot = Snapshot(self.root, self.files, scripts, plan)
         t0 = time.monotonic()
         res = self.transport.run(
-            remote.render_stage_in(layout), feed=snapshot.feed, timeout=env.build_timeout + 600
+            remote.render_stage_in(layout, self.settings.min_free_mb),
+            feed=snapshot.feed,
+            timeout=env.build_timeout + 600,
         )
         self.timings["stage_in"] = time.monotonic() - t0
         info = fields(res.text)
+        if diskspace.refused(res.rc, res.text):
+            free = diskspace.free_kb(res.text)
+            raise UserError(
+                diskspace.full_line(layout.runs, free, self.settings.min_free_mb)
+                + ": free space there, or lower min_free_mb in slurm.yaml"
+            )
         if res.rc == 3:
             raise UserError(
                 f"sbatch refused the array: {res.error_line.removeprefix('sbatch: error: ')}"
