@@ -108,6 +108,10 @@ cluster-down: setup ## stop the local Slurm cluster started by cluster-up
 bench-offload: setup system-deps ## offload overhead (our steps, queue wait apart) on a local Slurm, venv and charliecloud modes beside it, CLI start-up
 	$(BIN)/python bench/offload.py
 
+.PHONY: bench-sweep
+bench-sweep: setup system-deps ## a 6-point sweep as one Slurm array vs six offloads vs six local runs (docs/sweeps.md)
+	$(BIN)/python bench/sweep.py
+
 # --- k8s and monitoring ---
 .PHONY: dashboards k8s-render
 dashboards: setup ## regenerate monitoring/envs/<env>/ (rules, PrometheusRule, dashboard) per overlay
@@ -140,10 +144,13 @@ ci-remote: setup
 
 # The pipeline job's log, kept as an artifact even on failure: the comment job reads how it ended.
 PIPELINE_LOG ?= reports/ci/pipeline.log
-pipeline: ci-remote ## CI: dvc repro --pull (unchanged stages restored, not re-run), dvc push --run-cache
+pipeline: ci-remote ## CI: dvc repro --pull (unchanged stages restored, not re-run), dvc push --run-cache; params.yaml's sweep: section, if any
 	@mkdir -p $(dir $(PIPELINE_LOG))
 	set -o pipefail; $(BIN)/dvc repro --pull 2>&1 | tee $(PIPELINE_LOG)
 	$(BIN)/dvc push --run-cache
+	set -o pipefail; $(BIN)/mlops sweep --from-params --if-present --allow-failed-points 2>&1 \
+	  | tee -a $(PIPELINE_LOG) || { echo "ERROR: the sweep: section's sweep failed (docs/sweeps.md)" \
+	  | tee -a $(PIPELINE_LOG); exit 1; }
 
 restore: ci-remote ## CI: restore the pipeline's outputs from the DVC remote's run-cache
 	$(BIN)/dvc repro --pull

@@ -70,6 +70,7 @@ COMMANDS: dict[str, Lazy] = {
     "registry": Lazy("machinery.registry.cli:app", "Model registry: tags and aliases."),
     "report": Lazy("machinery.report.cli:report", "Render the pipeline report."),
     "retrain": Lazy("machinery.retrain.cli:app", "Alert receiver; publish a retrain to staging."),
+    "sweep": Lazy("machinery.sweep.cli:sweep", "Run a parameter grid as one Slurm job array."),
     "where": Lazy("machinery.where:where", "What the pipeline produced, what to try next."),
 }
 

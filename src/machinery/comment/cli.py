@@ -25,6 +25,7 @@ from machinery.report.directions import ReportParams
 from machinery.report.inputs import Image, load_inputs
 from machinery.report.model_change import model_change
 from machinery.report.render import ReportContext, render
+from machinery.sweep.section import sweep_section
 
 
 def _warn(message: str) -> None:
@@ -147,7 +148,9 @@ def comment(
         dry_run,
         context.marker,
         images,
-        lambda urls: render(replace(context, image_urls=urls), "report.md.j2"),
+        # One more section of the one sticky comment when this workspace ran a sweep.
+        lambda urls: render(replace(context, image_urls=urls), "report.md.j2")
+        + sweep_section(Path.cwd()),
         fail_on_error,
     )
 
