@@ -160,6 +160,7 @@ def test_alertmanager_pages_for_prod_criticals_only() -> None:
         ("InferenceNoReadyModel", prod, "critical"): PAGER,
         ("InferenceTargetDown", prod, "warning"): CHAT,
         ("InferenceDriftOverThreshold", prod, "warning"): CHAT,
+        ("LiveAccuracyBelowCard", prod, "warning"): CHAT,
         ("InferenceAbsent", staging, "critical"): CHAT,
         ("InferenceNoReadyModel", staging, "critical"): CHAT,
         ("InferenceTargetDown", staging, "warning"): CHAT,

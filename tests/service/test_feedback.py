@@ -90,27 +90,36 @@ def test_feedback_on_real_predictions_gives_live_accuracy_per_tag(
     assert right >= 25  # the fixture classifier is good on its held-out rows
 
 
+GOOD = {"model_tag": TAG_A, "predicted": "bar", "actual": "bar"}
+BAD_FEEDBACK = {
+    "unknown-tag": ({**GOOD, "model_tag": "never-published"}, 404, "not a published model tag"),
+    "unknown-label": (
+        {**GOOD, "actual": "cat"},
+        422,
+        "actual 'cat' is not a class of exp-a's card (bar, dash, dot)",
+    ),
+    "label-not-string": ({**GOOD, "predicted": 1}, 422, "predicted 1 is not a class"),
+    "missing-key": ({"model_tag": TAG_A, "actual": "bar"}, 422, 'expected {"model_tag"'),
+    "extra-key": ({**GOOD, "x": 1}, 422, "['actual', 'model_tag', 'predicted', 'x']; expected"),
+    "bad-tag-name": ({**GOOD, "model_tag": "../x"}, 422, "model_tag must be a tag name"),
+    "empty": ([], 422, "no feedback items"),
+    "over-limit": (
+        [GOOD] * 51,
+        422,
+        "51 feedback items, over the limit of 50 (MLOPS_MAX_FEEDBACK_ITEMS)",
+    ),
+    "not-an-object": ("just a string", 422, "body is str"),
+}
+
+
 @pytest.mark.parametrize(
-    ("body", "status", "message"),
-    [
-        ({"model_tag": "never-published", "predicted": "bar", "actual": "bar"}, 404, "not a published model tag"),
-        ({"model_tag": TAG_A, "predicted": "bar", "actual": "cat"}, 422, "actual 'cat' is not a class of exp-a's card (bar, dash, dot)"),
-        ({"model_tag": TAG_A, "predicted": 1, "actual": "bar"}, 422, "predicted 1 is not a class"),
-        ({"model_tag": TAG_A, "predicted": "bar"}, 422, "expected {\"model_tag\""),
-        ({"model_tag": TAG_A, "predicted": "bar", "actual": "bar", "x": 1}, 422, "expected {"),
-        ({"model_tag": "../x", "predicted": "bar", "actual": "bar"}, 422, "model_tag must be a tag name"),
-        ([], 422, "no feedback items"),
-        ([{"model_tag": TAG_A, "predicted": "bar", "actual": "bar"}] * 51, 422, "51 feedback items, over the limit of 50 (MLOPS_MAX_FEEDBACK_ITEMS)"),
-        ("just a string", 422, "body is str"),
-    ],
-    ids=["unknown-tag", "unknown-label", "label-not-string", "missing-key", "extra-key",
-         "bad-tag-name", "empty", "over-limit", "not-an-object"],
-)  # fmt: skip
+    ("body", "status", "message"), BAD_FEEDBACK.values(), ids=BAD_FEEDBACK.keys()
+)
 def test_bad_feedback_is_refused_and_counts_nothing(
     client: TestClient, body: Any, status: int, message: str
 ) -> None:
     # A good item first: a refused batch counts none of its items.
-    batch = [{"model_tag": TAG_A, "predicted": "bar", "actual": "bar"}, body]
+    batch = [GOOD, body]
     for sent in (body, batch) if isinstance(body, dict) else (body,):
         response = client.post("/feedback", json=sent, headers=FEEDBACK)
         assert response.status_code == status, response.text
