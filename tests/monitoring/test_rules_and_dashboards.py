@@ -178,6 +178,8 @@ def test_dashboard_is_grafana_11_json_with_unique_ids_and_the_panels_asked_for(p
         "Swap failures by reason",
         "Predicted classes",
         "Drift (PSI)",
+        "Live accuracy vs card",
+        "Feedback volume",
         "Pod CPU",
         "Pod memory",
     ):
