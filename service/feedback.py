@@ -175,6 +175,9 @@ class FeedbackBook:
                 summary["correct"] = summary.get("correct", 0) + 1
             else:
                 summary.setdefault("correct", 0)
+        for summary in by_tag.values():
+            if "absolute_error" in summary:  # 51.25835, not 51.25835000000001
+                summary["absolute_error"] = round(summary["absolute_error"], 6)
         return {"accepted": len(items), "tags": by_tag}
 
 
