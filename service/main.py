@@ -123,6 +123,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schemas["SwapRequest"] = SwapRequest.model_json_schema()
     schemas["V2Error"] = v2.V2_ERROR_SCHEMA
     schemas["V2InferenceRequest"] = v2_request_schema(model.card if model else None)
+    schemas["Feedback"] = feedback.feedback_schema(
+        model.card if model else None, settings.max_feedback_items
+    )
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})

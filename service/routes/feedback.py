@@ -8,49 +8,55 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from machinery.modelcard import ModelCard, ValueOutput
 from service.auth import FEEDBACK
 from service.deps import container_of
-from service.feedback import SHAPE, FeedbackBook
+from service.feedback import FLOAT32_MAX, SHAPE, FeedbackBook
+from service.settings import TAG_PATTERN
 from service.uploads import read_body
 
 router = APIRouter(tags=["feedback"])
 
-ITEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["model_tag", "predicted", "actual"],
-    "additionalProperties": False,
-    "properties": {
-        "model_tag": {"type": "string", "description": "model_tag of the /predict answer"},
-        "predicted": {
-            "description": "the predicted class (a card label), or a regressor's value(s)",
-            "oneOf": [
-                {"type": "string"},
-                {"type": "number"},
-                {"type": "array", "items": {"type": "number"}},
-            ],
-        },
-        "actual": {
-            "description": "the true class or value, in the same form",
-            "oneOf": [
-                {"type": "string"},
-                {"type": "number"},
-                {"type": "array", "items": {"type": "number"}},
-            ],
-        },
-    },
-}
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
-    "content": {
-        "application/json": {
-            "schema": {"oneOf": [ITEM_SCHEMA, {"type": "array", "items": ITEM_SCHEMA}]},
-            "example": [
-                {"model_tag": "exp-a", "predicted": "cat", "actual": "cat"},
-                {"model_tag": "exp-a", "predicted": "cat", "actual": "dog"},
-            ],
-        }
-    },
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Feedback"}}},
 }
+
+
+def feedback_schema(card: ModelCard | None, max_items: int) -> dict[str, Any]:
+    """``/feedback``'s body as the served model takes it: its classes (or a regressor's
+    numbers) for ``predicted`` and ``actual``, and 1 to ``max_items`` items. Items for other
+    published tags are checked against their own cards."""
+    value: dict[str, Any]
+    if card is None:
+        value = {"oneOf": [{"type": "string"}, _number(), {"type": "array", "items": _number()}]}
+    elif isinstance(card.output, ValueOutput):
+        width = card.output.width
+        row = {"type": "array", "items": _number(), "minItems": width, "maxItems": width}
+        value = _number() if width == 1 else row
+    else:
+        value = {"type": "string", "enum": list(card.labels)}
+    item = {
+        "type": "object",
+        "required": ["model_tag", "predicted", "actual"],
+        "additionalProperties": False,
+        "properties": {
+            "model_tag": {
+                "type": "string",
+                "pattern": TAG_PATTERN,
+                "description": "model_tag of the /predict answer: a published tag",
+            },
+            "predicted": {**value, "description": "what the service answered"},
+            "actual": {**value, "description": "the true class or value"},
+        },
+    }
+    batch = {"type": "array", "items": item, "minItems": 1, "maxItems": max_items}
+    return {"oneOf": [item, batch]}
+
+
+def _number() -> dict[str, Any]:
+    # float32's range: larger magnitudes are refused, as /predict's inputs are.
+    return {"type": "number", "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX}
 
 
 @router.post(

@@ -269,3 +269,15 @@ def test_bad_regression_values_are_422(reg_client: TestClient, raw: bytes, messa
     assert response.status_code == 422, response.text
     assert message in response.json()["detail"]
     assert by_tag(scrape(reg_client), "mlops_feedback_total") == {REG_TAG: 0.0}
+
+
+def test_spec_takes_the_served_cards_classes_and_the_limit(client: TestClient) -> None:
+    """The spec says what the code accepts (schemathesis, tests/service/test_fuzz.py, holds the
+    two to it): the served card's classes, 1 to MLOPS_MAX_FEEDBACK_ITEMS items."""
+    spec = client.get("/openapi.json").json()
+    item, batch = spec["components"]["schemas"]["Feedback"]["oneOf"]
+    assert item["properties"]["actual"]["enum"] == ["bar", "dash", "dot"]
+    assert item["additionalProperties"] is False
+    assert (batch["minItems"], batch["maxItems"]) == (1, 50)
+    operation = spec["paths"]["/feedback"]["post"]
+    assert operation["security"] == [{"bearer": []}]
