@@ -195,15 +195,24 @@ def _items(document: object, max_items: int) -> list[dict[str, Any]]:
             detail=f"{len(items)} feedback items, over the limit of {max_items}"
             " (MLOPS_MAX_FEEDBACK_ITEMS): send smaller batches",
         )
+    good_tags: set[str] = set()  # a batch usually repeats one tag: match its name once
     for number, item in enumerate(items):
-        where = f"item {number}" if isinstance(document, list) else "body"
-        if not isinstance(item, dict) or set(item) != _KEYS:
+        if type(item) is not dict or item.keys() != _KEYS:
             got = sorted(item) if isinstance(item, dict) else type(item).__name__
+            where = _where(document, number)
             raise HTTPException(422, detail=f"{where} is {got}; expected {SHAPE}")
         tag = item["model_tag"]
+        if type(tag) is str and tag in good_tags:  # (a list or dict is unhashable)
+            continue
         if not isinstance(tag, str) or not _TAG.match(tag):
+            where = _where(document, number)
             raise HTTPException(422, detail=f"{where}: model_tag must be a tag name string")
+        good_tags.add(tag)
     return items
+
+
+def _where(document: object, number: int) -> str:
+    return f"item {number}" if isinstance(document, list) else "body"
 
 
 def _check(target: Target, item: dict[str, Any], number: int) -> None:

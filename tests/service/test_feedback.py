@@ -102,6 +102,7 @@ BAD_FEEDBACK = {
     "missing-key": ({"model_tag": TAG_A, "actual": "bar"}, 422, 'expected {"model_tag"'),
     "extra-key": ({**GOOD, "x": 1}, 422, "['actual', 'model_tag', 'predicted', 'x']; expected"),
     "bad-tag-name": ({**GOOD, "model_tag": "../x"}, 422, "model_tag must be a tag name"),
+    "tag-not-string": ({**GOOD, "model_tag": ["x"]}, 422, "model_tag must be a tag name"),
     "empty": ([], 422, "no feedback items"),
     "over-limit": (
         [GOOD] * 51,
