@@ -4,10 +4,11 @@ concurrent feedback costs ``/predict``.
 One ``python -m service`` (auth on) on the benchmark's model, pinned to core 0; ``wrk`` on core
 1. Throughput: c=8 connections posting a batch of 100 ``{model_tag, predicted, actual}`` items
 (labels of the card's classes, or values for a regressor) as fast as they are answered.
-Cost: rounds alternate ``/predict`` alone (c=8, the benchmark's usual request) and the same
-while a second ``wrk`` sends one batch of 100 every ``PACE_MS`` ms on each of ``FEEDERS``
-connections (1,000 labels/s: more ground truth than a labelling process usually returns). The
-verdict is /predict p99 with feedback ÷ alone, median and min–max over rounds (target ≤ 1.1).
+Cost: rounds alternate ``/predict`` alone (c=8, the benchmark's usual request, for twice the
+usual seconds: a p99 needs samples) and the same while a second ``wrk`` sends one batch of 100
+every ``PACE_MS`` ms on each of ``FEEDERS`` connections (1,000 labels/s: more ground truth than
+a labelling process usually returns), in the order A B B A …; the verdict is /predict p99 with
+feedback ÷ alone, median and min–max over rounds (target ≤ 1.1).
 """
 
 from __future__ import annotations
@@ -87,21 +88,27 @@ def run(
         alone: list[float] = []
         loaded: list[float] = []
         feeder_rps: list[float] = []
-        for _ in range(rounds):
-            quiet = measure(server, "/predict", predict, 8, seconds, "predict, alone")
-            print(row(quiet), flush=True)
-            command = wrk_command(server.port, "/feedback", paced, FEEDERS, seconds + 2)
-            feeder = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-            time.sleep(1.0)  # the feeder is sending
-            busy = measure(server, "/predict", predict, 8, seconds, "predict, with feedback")
-            out, _ = feeder.communicate()
-            fed = parse("feedback paced", "/feedback", FEEDERS, out)
-            print(row(busy) + f"  (feedback {fed.rps * BATCH:,.0f} labels/s)", flush=True)
-            alone.append(quiet.p99_ms)
-            loaded.append(busy.p99_ms)
-            feeder_rps.append(fed.rps)
-            if busy.non_2xx or fed.non_2xx:
-                raise SystemExit("feedback benchmark: non-2xx answers (see the rows above)")
+        # A p99 needs samples: twice the usual seconds. Alone and loaded swap places every
+        # round (A B B A ...), so a drift of the shared machine's load does not favour either.
+        span = seconds * 2
+        for number in range(rounds):
+            for loaded_now in (False, True) if number % 2 == 0 else (True, False):
+                if not loaded_now:
+                    quiet = measure(server, "/predict", predict, 8, span, "predict, alone")
+                    print(row(quiet), flush=True)
+                    alone.append(quiet.p99_ms)
+                    continue
+                command = wrk_command(server.port, "/feedback", paced, FEEDERS, span + 2)
+                feeder = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+                time.sleep(1.0)  # the feeder is sending
+                busy = measure(server, "/predict", predict, 8, span, "predict, with feedback")
+                out, _ = feeder.communicate()
+                fed = parse("feedback paced", "/feedback", FEEDERS, out)
+                print(row(busy) + f"  (feedback {fed.rps * BATCH:,.0f} labels/s)", flush=True)
+                loaded.append(busy.p99_ms)
+                feeder_rps.append(fed.rps)
+                if busy.non_2xx or fed.non_2xx:
+                    raise SystemExit("feedback benchmark: non-2xx answers (see the rows above)")
     finally:
         stop([server])
     ratios = [b / a for a, b in zip(alone, loaded)]
