@@ -33,6 +33,8 @@ class ReportContext:
     image_urls: dict[str, str] | None = None
     report_url: str = ""
     marker: str = ""
+    # machinery.efficiency.render.Section: Table 1, formula (1), advice (None: no figures)
+    efficiency: Any = None
 
     def summary_metrics(self) -> list[tuple[str, Any]]:
         return [(k, v) for k, v in self.inputs.metrics.items() if not isinstance(v, dict)]
