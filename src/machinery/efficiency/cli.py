@@ -21,7 +21,12 @@ def measure(
 ) -> None:
     """Run CMD here and record its wall time, CPU time and peak RSS in reports/stages/."""
     from machinery.efficiency.measure import run_measured
+    from machinery.errors import UserError
 
+    if cmd and cmd[0] == "--":  # click keeps the separator when interspersed args are off
+        cmd = cmd[1:]
+    if not cmd:
+        raise UserError("no command: mlops measure STAGE -- CMD...")
     code = run_measured(stage, cmd, Path.cwd())
     if code != 0:
         raise typer.Exit(code if code > 0 else 128 - code)

@@ -42,6 +42,7 @@ SETTINGS_KEYS = frozenset(
         "resubmit",
         "job",
         "env",
+        "efficiency",
     }
 )
 
