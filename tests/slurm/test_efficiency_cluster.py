@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 PY = "python3 -c"
 BUSY = "import time\nt=time.time()\nwhile time.time()-t<{s}: pass"
-HOLD = "import time\nb=b\"x\"*({mib}<<20)\ntime.sleep({s})"
+HOLD = 'import time\nb=b"x"*({mib}<<20)\ntime.sleep({s})'
 JOBS = {
     # one busy thread for 3 s on 2 cores
     "serial": (f"{PY} '{BUSY.format(s=3)}'", {"cpus": 2}, {}),

@@ -101,7 +101,9 @@ def advise(record: Mapping[str, Any], s: EfficiencySettings) -> list[Flag]:
             if wait is not None and run < wait
             else f"ran {run:.0f} s, under {s.short_run_s:.0f} s"
         )
-        flags.append(Flag("short-run", f"{why}: cheaper on an ordinary runner", "transport", "none"))
+        flags.append(
+            Flag("short-run", f"{why}: cheaper on an ordinary runner", "transport", "none")
+        )
     limit = _num(record, "time_limit_s")
     # sacct counts whole seconds: a 0 s run is under one
     if run is not None and limit and limit >= s.time_over_ratio * max(run, 1.0):

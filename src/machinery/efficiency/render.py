@@ -135,9 +135,7 @@ def _settings() -> EfficiencySettings:
     return load_settings().efficiency
 
 
-def build(
-    records: dict[str, dict[str, Any]], root: Path, *, measured: bool
-) -> Section | None:
+def build(records: dict[str, dict[str, Any]], root: Path, *, measured: bool) -> Section | None:
     """The section for these job records (and, with ``measured``, the measurements here);
     ``None`` when no stage has figures."""
     measurements = read_measurements(root) if measured else {}
