@@ -46,6 +46,8 @@ def _project(root: Path, name: str) -> Project:
     project = make_project(root / name, f"{shell}; mkdir -p out; touch out/x", job=job)
     settings = yaml.safe_load((project.path / "slurm.yaml").read_text())
     settings["efficiency"] = thresholds
+    # The advice reads sacct's record: on a loaded machine it can take over the default 10 s.
+    settings["accounting_wait"] = 120
     (project.path / "slurm.yaml").write_text(yaml.safe_dump(settings))
     return project
 
@@ -73,6 +75,7 @@ def record(project: Project) -> dict[str, object]:
     import json
 
     data: dict[str, object] = json.loads(project.report_path.read_text())
+    assert data["source"] == "sacct", data.get("note")
     return data
 
 
