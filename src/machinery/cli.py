@@ -63,6 +63,9 @@ COMMANDS: dict[str, Lazy] = {
     "efficiency": Lazy(
         "machinery.efficiency.cli:efficiency", "Every stage's efficiency (formula (1)) and advice."
     ),
+    "example-input": Lazy(
+        "machinery.example_input:example_input", "A picture or JSON request to try the model."
+    ),
     "image": Lazy("machinery.image.cli:app", "Build, push and describe the inference image."),
     "measure": Lazy(
         "machinery.efficiency.cli:measure", "Run a stage here, measured.", OFFLOAD_OPTIONS
@@ -72,6 +75,7 @@ COMMANDS: dict[str, Lazy] = {
     ),
     "registry": Lazy("machinery.registry.cli:app", "Model registry: tags and aliases."),
     "report": Lazy("machinery.report.cli:report", "Render the pipeline report."),
+    "retrain": Lazy("machinery.retrain.cli:app", "Alert receiver; publish a retrain to staging."),
     "where": Lazy("machinery.where:where", "What the pipeline produced, what to try next."),
 }
 

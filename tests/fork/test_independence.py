@@ -28,6 +28,7 @@ TEMPLATE_TESTS = [
     "tests/monitoring",
     "tests/pipeline",
     "tests/registry",
+    "tests/retrain",
     "tests/service",
     "tests/slurm",
     "tests/support",

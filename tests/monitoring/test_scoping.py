@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 
 RULE_TESTS = REPO / "monitoring" / "rules" / "inference.test.yml"
 ALERTMANAGER = REPO / "monitoring" / "alertmanager" / "alertmanager.yml"
-PAGER, CHAT = "mlops-pager", "mlops-chat"
+PAGER, CHAT, RETRAIN = "mlops-pager", "mlops-chat", "mlops-retrain"
 _NAMESPACE_MATCHER = re.compile(r'namespace\s*=\s*"([^"]*)"')
 
 
@@ -157,7 +157,10 @@ def test_alertmanager_pages_for_prod_criticals_only() -> None:
         ("InferenceAbsent", prod, "critical"): PAGER,
         ("InferenceNoReadyModel", prod, "critical"): PAGER,
         ("InferenceTargetDown", prod, "warning"): CHAT,
-        ("InferenceDriftOverThreshold", prod, "warning"): CHAT,
+        # Prod's drift also starts a retrain run (docs/retraining.md), then goes on to chat.
+        ("InferenceDriftOverThreshold", prod, "warning"): f"{RETRAIN},{CHAT}",
+        ("LiveAccuracyBelowCard", prod, "warning"): RETRAIN,
+        ("InferenceDriftOverThreshold", staging, "warning"): CHAT,
         ("InferenceAbsent", staging, "critical"): CHAT,
         ("InferenceNoReadyModel", staging, "critical"): CHAT,
         ("InferenceTargetDown", staging, "warning"): CHAT,

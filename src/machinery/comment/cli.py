@@ -23,6 +23,7 @@ from machinery.params import load_section
 from machinery.report.diff import against
 from machinery.report.directions import ReportParams
 from machinery.report.inputs import Image, load_inputs
+from machinery.report.model_change import model_change
 from machinery.report.render import ReportContext, render
 
 
@@ -67,7 +68,8 @@ def _context(
         # A missing diff must not cost the comment: say why, in the log and in the comment.
         _warn(f"warning: {exc}")
         return replace(context, baseline_error=str(exc))
-    return replace(context, metrics_diff=metrics, params_diff=params)
+    change = model_change(rev, inputs.card)
+    return replace(context, metrics_diff=metrics, params_diff=params, model_change=change)
 
 
 def _publishable(images: list[Image]) -> list[Image]:

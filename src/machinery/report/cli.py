@@ -12,6 +12,7 @@ from machinery.params import load_section
 from machinery.report.diff import against
 from machinery.report.directions import ReportParams
 from machinery.report.inputs import load_inputs
+from machinery.report.model_change import model_change
 from machinery.report.render import ReportContext, write_reports
 
 
@@ -41,6 +42,7 @@ def report(
         baseline=baseline,
         metrics_diff=metrics,
         params_diff=params,
+        model_change=model_change(baseline, inputs.card) if baseline else None,
     )
     md, html = write_reports(context, out)
     typer.echo(f"report: {md} and {html}")

@@ -152,14 +152,18 @@ class Watcher:
             parts = (reply.line.split("|") + ["", ""])[:3] if reply.rc == 0 else ["", "", ""]
             state, reason, node = parts
             base = state.split(" ")[0]
-            self._state_change(base, reason, node)
             # No line: the controller forgot the job (past MinJobAge); sacct has the rest.
             if not base or base in TERMINAL:
                 # sacct keeps no reason for a finished job; squeue's last word is the useful one.
                 self.final_state = base
                 self.final_reason = "" if reason in ("", "None") else reason
                 self.detected_at = time.time()
-                break
+                # The final state after the whole log, not amid it (``job N: FAILED`` was once
+                # printed with 83,056 of 524,288 lines out).
+                self.drain()
+                self._state_change(base, reason, node)
+                return
+            self._state_change(base, reason, node)
             if self.log.more_waiting(reply.data):
                 continue  # the job writes faster than we poll: read on at once
             # Poll fast while a short job may end any moment (a poll is ~10 ms over one SSH
@@ -170,7 +174,6 @@ class Watcher:
             elif waited > 10:
                 interval = min(self.settings.poll_interval, 0.25)
             time.sleep(interval)
-        self.drain()
 
     def drain(self) -> None:
         """Read the log to its real end (Slurm may flush the last output after the state
