@@ -49,8 +49,16 @@ def _context(
     settings = load_section("report", ReportParams)
     inputs = load_inputs(Path("eval"), Path("models"), Path("reports/slurm"))
     label = baseline or (pr.target_branch if pr else "")
+    from machinery.efficiency.render import build
+
     context = ReportContext(
-        inputs=inputs, settings=settings, baseline=label, report_url=report_url, marker=mark
+        inputs=inputs,
+        settings=settings,
+        baseline=label,
+        report_url=report_url,
+        marker=mark,
+        # Every stage: the local ones' figures are made at run time, the comment at comment time.
+        efficiency=build({j.stage: j.record for j in inputs.slurm}, Path.cwd(), measured=True),
     )
     if not label:
         return context

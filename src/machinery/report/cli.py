@@ -30,10 +30,14 @@ def report(
     ),
 ) -> None:
     """Render reports/report.md and a self-contained reports/report.html."""
+    from machinery.efficiency.render import build
+
     metrics, params = against(baseline) if baseline else ([], [])
     inputs = load_inputs(Path("eval"), Path("models"), out / "slurm")
     context = ReportContext(
         inputs=inputs,
+        # Job records only: report.md is a DVC output (machinery.efficiency.render says why).
+        efficiency=build({j.stage: j.record for j in inputs.slurm}, Path.cwd(), measured=False),
         settings=load_section("report", ReportParams),
         baseline=baseline,
         metrics_diff=metrics,

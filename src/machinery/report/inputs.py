@@ -43,11 +43,13 @@ class SlurmJob:
         return " · ".join(f"{label} {rows[label]}" for label in wanted if label in rows)
 
     def rows(self) -> list[tuple[str, str]]:
-        """The fields a reviewer reads, labelled and in units, in a fixed order."""
+        """The fields a reviewer reads, labelled and in units, in a fixed order. A GPU job whose
+        utilisation Slurm did not report says so: unknown is never 0 %."""
+        gpu_job = bool(self.record.get("gpus"))
         return [
-            (label, show(self.record[key]))
+            (label, show(self.record[key]) if self.record.get(key) is not None else "not reported")
             for key, label, show in _JOB_FIELDS
-            if self.record.get(key) is not None
+            if self.record.get(key) is not None or (gpu_job and key == "gpu_utilization")
         ]
 
 
@@ -107,6 +109,7 @@ _JOB_FIELDS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("total_cpu_s", "CPU time (TotalCPU)", _seconds),
     ("cpu_efficiency", "CPU efficiency", _percent),
     ("max_rss_bytes", "MaxRSS", _mebibytes),
+    ("alloc_mem_bytes", "allocated memory", _mebibytes),
     ("gpus", "GPUs", _text),
     ("gpu_utilization", "GPU utilisation", _percent),
     ("stage_efficiency", "stage efficiency E", _percent),

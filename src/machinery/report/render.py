@@ -34,6 +34,8 @@ class ReportContext:
     image_urls: dict[str, str] | None = None
     report_url: str = ""
     marker: str = ""
+    # machinery.efficiency.render.Section: Table 1, formula (1), advice (None: no figures)
+    efficiency: Any = None
     # Another model than the baseline's (name, task or labels): its figures are not judged.
     model_change: ModelChange | None = None
 

@@ -19,6 +19,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from machinery.efficiency.settings import EfficiencySettings
 from machinery.errors import UserError
 from machinery.slurm.choice import CONFIG_ENV, config_path
 
@@ -99,6 +100,8 @@ class SlurmSettings(BaseSettings):
     resubmit: bool = Field(default=False, description="replace the job even if it completed")
     job: JobSettings = Field(default_factory=JobSettings)
     env: EnvSettings = Field(default_factory=EnvSettings)
+    # formula (1)'s weights and the advice thresholds (docs/slurm.md, "Efficiency")
+    efficiency: EfficiencySettings = Field(default_factory=EfficiencySettings)
 
     @classmethod
     def settings_customise_sources(
