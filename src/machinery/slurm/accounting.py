@@ -286,9 +286,10 @@ def stage_segments(
     alloc_cpus: int, cpu_eff: float | None, run_s: float, timings: dict[str, float]
 ) -> list[Segment]:
     """The stage's wall time as segments of the capacity it asked for: idle (c = 0) while it
-    stages in, waits in the queue, is detected and stages out; at the job's CPU efficiency
-    while it runs. So E is below the CPU efficiency by exactly the offload's overhead."""
-    idle = ("stage_in", "environment", "queue_wait", "detect", "stage_out")
+    converts and stages its container image, stages in, waits in the queue, is detected and
+    stages out; at the job's CPU efficiency while it runs. So E is below the CPU efficiency by
+    exactly the offload's overhead."""
+    idle = ("image", "stage_in", "environment", "queue_wait", "detect", "stage_out")
     segments = [Segment(alloc_cpus, 0.0, timings[k]) for k in idle if timings.get(k, 0) > 0]
     return [*segments, Segment(alloc_cpus, cpu_eff or 0.0, run_s)]
 
