@@ -65,12 +65,12 @@ def test_the_comment_shows_table_1_for_every_stage_and_formula_1(
     advice = [ln for ln in out.stdout.splitlines() if ln.startswith("- `train`: ")]
     assert advice == [
         "- `train`: CPU efficiency 50 % on 4 cores: about 2.0 kept busy (serial code on parallel"
-        " cores?); in slurm.yaml set `cpus: 2 (under job:)`",
-        "- `train`: 4096 MiB asked, MaxRSS 600 MiB; in slurm.yaml set `mem: 900M (under job:)`",
+        " cores?); in slurm.yaml set `cpus: 2` under `job:`",
+        "- `train`: 4096 MiB asked, MaxRSS 600 MiB; in slurm.yaml set `mem: 900M` under `job:`",
         "- `train`: ran 100 s, under 600 s: cheaper on an ordinary runner; in slurm.yaml set"
         " `transport: none`",
         "- `train`: time limit 60 min for a 100 s run (a long limit waits longer for a backfill"
-        ' slot); in slurm.yaml set `time: "00:04:00" (under job:)`',
+        ' slot); in slurm.yaml set `time: "00:04:00"` under `job:`',
     ]
 
 

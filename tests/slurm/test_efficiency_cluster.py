@@ -89,7 +89,7 @@ def test_serial_code_on_two_cpus_is_told_to_ask_for_one(ran: dict[str, Project])
     assert rec["alloc_cpus"] == 2 and float(rec["cpu_efficiency"]) < 0.55  # type: ignore[arg-type]
     lines = [ln for ln in advice(md) if "cores" in ln]
     assert len(lines) == 1, md
-    assert "in slurm.yaml set `cpus: 1 (under job:)`" in lines[0], md
+    assert "in slurm.yaml set `cpus: 1` under `job:`" in lines[0], md
 
 
 def test_over_asked_memory_is_told_a_size_from_maxrss(ran: dict[str, Project]) -> None:
@@ -102,7 +102,7 @@ def test_over_asked_memory_is_told_a_size_from_maxrss(ran: dict[str, Project]) -
     lines = [ln for ln in advice(md) if "MiB asked" in ln]
     assert len(lines) == 1, md
     assert f"2048 MiB asked, MaxRSS {rss / 2**20:.0f} MiB" in lines[0]
-    assert f"set `mem: {want} (under job:)`" in lines[0], md
+    assert f"set `mem: {want}` under `job:`" in lines[0], md
 
 
 def test_a_one_second_job_is_told_to_run_here_and_to_ask_less_time(
@@ -111,7 +111,7 @@ def test_a_one_second_job_is_told_to_run_here_and_to_ask_less_time(
     md = efficiency(ran["onesec"])
     lines = advice(md)
     assert any("cheaper on an ordinary runner" in ln and "`transport: none`" in ln for ln in lines)
-    assert any('`time: "00:01:00" (under job:)`' in ln for ln in lines), md
+    assert any('`time: "00:01:00"` under `job:`' in ln for ln in lines), md
 
 
 def test_a_well_sized_job_gets_no_flag(ran: dict[str, Project]) -> None:

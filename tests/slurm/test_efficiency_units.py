@@ -76,12 +76,12 @@ def test_a_well_sized_job_gets_no_flag_and_unknown_figures_raise_none() -> None:
 @pytest.mark.parametrize(
     "changes, code, suggestion",
     [
-        ({"total_cpu_s": 1190.0, "cpu_efficiency": 0.496}, "low-cpu", "cpus: 1 (under job:)"),
-        ({"alloc_mem_bytes": 4 << 30}, "mem-over-ask", "mem: 800M (under job:)"),
-        ({"gpus": 2, "gpu_utilization": 0.0}, "gpu-idle", "gpus: 0 (under job:)"),
+        ({"total_cpu_s": 1190.0, "cpu_efficiency": 0.496}, "low-cpu", "cpus: 1"),
+        ({"alloc_mem_bytes": 4 << 30}, "mem-over-ask", "mem: 800M"),
+        ({"gpus": 2, "gpu_utilization": 0.0}, "gpu-idle", "gpus: 0"),
         ({"run_time_s": 30.0, "time_limit_s": 60.0}, "short-run", "transport: none"),
         ({"queue_wait_s": 1500.0}, "short-run", "transport: none"),
-        ({"time_limit_s": 86400.0}, "time-over-ask", 'time: "00:40:00" (under job:)'),
+        ({"time_limit_s": 86400.0}, "time-over-ask", 'time: "00:40:00"'),
     ],
 )
 def test_each_flag_names_the_slurm_yaml_change(
@@ -89,6 +89,7 @@ def test_each_flag_names_the_slurm_yaml_change(
 ) -> None:
     flags = advise(_record(**changes), EfficiencySettings())
     assert [(f.code, f.suggestion()) for f in flags] == [(code, suggestion)]
+    assert flags[0].section == ("" if code == "short-run" else "job")
 
 
 def test_thresholds_are_settings() -> None:

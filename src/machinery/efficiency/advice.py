@@ -24,9 +24,13 @@ class Flag:
     value: str  # the suggested value, as written in slurm.yaml
 
     def suggestion(self) -> str:
-        """As written in slurm.yaml: ``cpus: 1`` under ``job:``, or a top-level key."""
-        section, _, leaf = self.key.rpartition(".")
-        return f"{leaf}: {self.value}" + (f" (under {section}:)" if section else "")
+        """The line as written in slurm.yaml (``cpus: 1``); ``section`` says under which key."""
+        return f"{self.key.rpartition('.')[2]}: {self.value}"
+
+    @property
+    def section(self) -> str:
+        """``job`` for ``job.cpus``; empty for a top-level key such as ``transport``."""
+        return self.key.rpartition(".")[0]
 
 
 def suggested_mem(max_rss_bytes: int, headroom: float) -> str:

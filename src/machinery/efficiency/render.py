@@ -89,6 +89,7 @@ class Section:
             lines += [
                 f"- {markdown.code(stage)}: {md(flag.finding)}; in slurm.yaml set"
                 f" {markdown.code(flag.suggestion())}"
+                + (f" under {markdown.code(flag.section + ':')}" if flag.section else "")
                 for stage, flag in flags
             ]
             lines.append("")
@@ -111,7 +112,9 @@ class Section:
         if flags:
             items = "".join(
                 f"<li><code>{escape(s)}</code>: {escape(f.finding)}; in slurm.yaml set"
-                f" <code>{escape(f.suggestion())}</code></li>"
+                f" <code>{escape(f.suggestion())}</code>"
+                + (f" under <code>{escape(f.section)}:</code>" if f.section else "")
+                + "</li>"
                 for s, f in flags
             )
             parts.append(f"<h3>Advice</h3><ul>{items}</ul>")
