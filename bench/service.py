@@ -13,7 +13,8 @@ The request follows the model card: a multipart PNG when the card has image prep
 JSON row when it has none (a tabular fork). Configurations are interleaved, A B C D E A B C D E
 …, for ``--rounds`` rounds at each concurrency, and every ratio is printed as its median over
 rounds with min–max, so that a claim survives a rerun on a shared machine.
-Then the Open Inference Protocol part (``bench/v2.py``: V2 JSON and binary against a hand-written
+Then ``/feedback`` (``bench/feedback.py``: batches of 100 labels, and their cost on /predict p99),
+the Open Inference Protocol part (``bench/v2.py``: V2 JSON and binary against a hand-written
 V2 endpoint and MLServer). Writes bench/results/service.json.
 """
 
@@ -26,7 +27,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import large_images, v2
+from bench import feedback, large_images, v2
 from bench.harness import (
     FORM_TYPE,
     REPO,
@@ -70,6 +71,7 @@ def main() -> None:
     )
     parser.add_argument("--skip-large", action="store_true", help="no large-image benchmark")
     parser.add_argument("--skip-v2", action="store_true", help="no Open Inference Protocol part")
+    parser.add_argument("--skip-feedback", action="store_true", help="no /feedback part")
     args = parser.parse_args()
     if args.rounds < 3:
         raise SystemExit("--rounds must be at least 3")
@@ -132,6 +134,9 @@ def main() -> None:
     finally:
         stop(list(servers.values()))
     summary(rounds, levels, RATIOS)
+    fed = None
+    if not args.skip_feedback:
+        fed = feedback.run(common, work, card, body, content_type, args.rounds, args.seconds)
     v2_points = [] if args.skip_v2 else v2.run(work, args.rounds, args.seconds, levels)
     large = None
     if takes_images and not args.skip_large:
@@ -144,6 +149,7 @@ def main() -> None:
         "points": [asdict(p) for p in points],
         "v2": [asdict(p) for p in v2_points],
         "large_images": large,
+        "feedback": fed,
     }
     (out / "service.json").write_text(json.dumps(result, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)

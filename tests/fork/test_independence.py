@@ -32,6 +32,7 @@ TEMPLATE_TESTS = [
     "tests/service",
     "tests/slurm",
     "tests/support",
+    "tests/sweep",
 ]
 SCANNED = ["src/machinery", "service", "bench", *TEMPLATE_TESTS]
 # Still reading the example while their owners move them to fixture models. The last test

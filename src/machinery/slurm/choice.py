@@ -43,6 +43,7 @@ SETTINGS_KEYS = frozenset(
         "resubmit",
         "job",
         "env",
+        "efficiency",
     }
 )
 

@@ -20,7 +20,7 @@ from typing import TextIO
 
 from machinery.errors import UserError
 from machinery.provenance import stage_env
-from machinery.slurm import diskspace, envscript, remote, script
+from machinery.slurm import chimage, diskspace, envscript, remote, script
 from machinery.slurm.accounting import TERMINAL, JobRecord, SlurmReport, report_from_record
 from machinery.slurm.logstream import LogStream
 from machinery.slurm.polling import Accounted, Watcher, account, fields
@@ -96,6 +96,7 @@ class Offload:
         self.tail: list[str] = []
         self.logs: LogStream | None = None  # the job's log, once it is being streamed
         self.disk_full = ""  # the line saying so, when a failed job left the disk full
+        self.image: chimage.LocalImage | None = None
 
     def say(self, message: str) -> None:
         if self.logs is not None:
@@ -115,7 +116,13 @@ class Offload:
     def run(self) -> SlurmReport:
         started = time.monotonic()
         files = self._files()
-        self.key = identity(self.root, self.stage, self.cmd, files)
+        if self.settings.env.kind == "charliecloud":
+            # Before anything is sent: a missing image is one line, and its digest is part
+            # of the job's identity (a new image is a new job, not a reattach).
+            with self.phase("image"):
+                self.image = chimage.resolve(self.settings.env.image)
+        image_id = self.image.image_id if self.image else None
+        self.key = identity(self.root, self.stage, self.cmd, files, image_id)
         # A record left by another run (another identity) must never pass for this one's.
         (self.root / REPORT_DIR / f"{self.stage.name}.json").unlink(missing_ok=True)
         plan = CachePlan()
@@ -275,12 +282,23 @@ class Offload:
         commit = stage_env(self.stage.name, self.root)
         scripts = {}
         setup = ""
+        image_dir = None
+        if self.image is not None:
+            with self.phase("image"):
+                image_dir = chimage.stage(
+                    self.transport,
+                    layout,
+                    self.image,
+                    self.say,
+                    self.timings,
+                    self.settings.prune_after_days,
+                )
         if env.kind == "venv":
             venv = layout.venv(env, (self.root / env.lock).read_bytes())
             scripts[script.ENV_NAME] = envscript.render_env_build(env, layout, env.lock, venv)
             setup = envscript.render_env_setup(env, layout, venv)
         scripts[script.SCRIPT_NAME] = script.render_job_script(
-            self.settings, self.stage.name, layout, self.cmd, venv, commit
+            self.settings, self.stage.name, layout, self.cmd, venv, commit, image_dir
         )
         scripts[script.SUBMIT_NAME] = script.render_submit(
             layout, setup, retire, self.settings.prune_after_days

@@ -22,6 +22,7 @@ from machinery.slurm.transport import Transport
 REQUEUED = {"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "CONFIGURING"}
 UNPARSEABLE_LIMIT = 5
 NO_ACCOUNTING = "accounting storage is disabled"
+PARTIAL_ROW_GRACE_S = 5.0
 
 
 def fields(text: str) -> dict[str, str]:
@@ -250,6 +251,12 @@ def account(
         record = parse_sacct(sacct, job_id)
         if is_final(record):
             assert record is not None
+            # slurmdbd can hold a quick job's row before the job's start message fills in its
+            # partition, time limit and ReqMem (seen under load): give it a moment, as the
+            # efficiency advice reads them.
+            if not record.partition and time.monotonic() < started + PARTIAL_ROW_GRACE_S:
+                time.sleep(0.2)
+                continue
             if not record.reason and watcher.final_reason:
                 record = dataclasses.replace(record, reason=watcher.final_reason)
             return Accounted(record, times)
