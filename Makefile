@@ -146,6 +146,8 @@ ci-remote: setup
 PIPELINE_LOG ?= reports/ci/pipeline.log
 pipeline: ci-remote ## CI: dvc repro --pull (unchanged stages restored, not re-run), dvc push --run-cache; params.yaml's sweep: section, if any
 	@mkdir -p $(dir $(PIPELINE_LOG))
+	@# A retrain run (docs/retraining.md) first brings imported data (dvc import-url) up to date.
+	@if [ -n "$${MLOPS_RETRAIN_REASON:-}" ]; then $(BIN)/mlops retrain update-imports; fi
 	set -o pipefail; $(BIN)/dvc repro --pull 2>&1 | tee $(PIPELINE_LOG)
 	$(BIN)/dvc push --run-cache
 	set -o pipefail; $(BIN)/mlops sweep --from-params --if-present --allow-failed-points 2>&1 \
@@ -153,6 +155,7 @@ pipeline: ci-remote ## CI: dvc repro --pull (unchanged stages restored, not re-r
 	  | tee -a $(PIPELINE_LOG); exit 1; }
 
 restore: ci-remote ## CI: restore the pipeline's outputs from the DVC remote's run-cache
+	@if [ -n "$${MLOPS_RETRAIN_REASON:-}" ]; then $(BIN)/mlops retrain update-imports; fi
 	$(BIN)/dvc repro --pull
 
 publish-ci: setup ## CI on main: experiment tag on HEAD (reused, or created and pushed), then publish

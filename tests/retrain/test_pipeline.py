@@ -102,6 +102,8 @@ def test_a_triggered_gitlab_pipeline_publishes_to_staging_only_with_the_reason(
     assert run.proc.returncode == 0, run.output[-6000:]
     # No lint/test (main ran them), no publish/deploy/promote of a main pipeline.
     assert sorted(run.passed()) == ["pipeline", "retrain"], run.output[-4000:]
+    # A retrain run brings imported data up to date first (this project imports none).
+    assert "imports: none tracked" in run.job_log("pipeline")
     (tag,) = runs.tags_after_first
     head = runs.origin.head()
     assert re.fullmatch(rf"retrain-\d{{8}}-\d{{6}}-{head[:7]}", tag)
@@ -131,6 +133,7 @@ def test_forgejos_retrain_workflow_runs_the_same_lines_from_its_inputs(
     # After GitLab's run, nothing new under the data stage: DVC restores the same model, and
     # the run says so instead of publishing the same bytes under another tag.
     assert "No new model" in run.output
+    assert "imports: none tracked" in run.output
     assert runs.tags_after_forgejo == runs.tags_after_first
     use_s3_env(monkeypatch, s3_server, tmp_path)
     assert len(Registry.from_url(runs.registry_url).alias_history("staging")) == 1

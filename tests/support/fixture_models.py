@@ -158,7 +158,12 @@ def _reference(X: np.ndarray, y: np.ndarray, labels: list[str], kind: Kind) -> R
 
 
 def build_fixture_model(
-    dest: Path, *, kind: Kind = "image", estimator: Estimator = "logreg", keep_fitted: bool = False
+    dest: Path,
+    *,
+    kind: Kind = "image",
+    estimator: Estimator = "logreg",
+    keep_fitted: bool = False,
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FixtureModel:
     """Fit the fixed tiny pipeline and write ``dest/model.onnx`` and ``dest/model_card.json``;
     ``keep_fitted`` also writes the scikit-learn estimator itself (``dest/estimator.joblib``),
@@ -174,6 +179,9 @@ def build_fixture_model(
     X, y = X[order], y[order]
     n_test = len(y) // 4
     train_x, train_y, test_x, test_y = X[n_test:], y[n_test:], X[:n_test], y[:n_test]
+    if extra is not None:  # new labelled rows (tests/retrain/shift_stage.py): train on them too
+        train_x = np.concatenate([train_x, extra[0].astype(train_x.dtype)])
+        train_y = np.concatenate([train_y, extra[1].astype(train_y.dtype)])
 
     clf = _estimator(estimator).fit(train_x, train_y)
     # The ONNX graph's class order must be the card's label order.

@@ -22,6 +22,15 @@ def receiver() -> None:
     serve()
 
 
+@app.command("update-imports")
+@exits_cleanly
+def update_imports_command() -> None:
+    """Retrain run: `dvc update` every import .dvc file Git tracks, so new rows reach the data."""
+    from machinery.retrain.imports import describe, update_imports
+
+    typer.echo(describe(update_imports(Path.cwd())))
+
+
 @app.command()
 @exits_cleanly
 def publish(

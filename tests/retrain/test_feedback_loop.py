@@ -1,0 +1,124 @@
+"""The loop issue 21 closes, every part real: ground truth posted to the real service's
+``/feedback`` drops a fixture model's live accuracy below its card; a real Prometheus with the
+committed rules (durations divided by 120: the 1 h window is 30 s, ``for: 10m`` is 5 s) fires
+``LiveAccuracyBelowCard``; the project's Alertmanager route posts to the receiver, which starts
+exactly ONE pipeline on the local forge. Before that, a few wrong labels (under the rule's
+100-label floor) start nothing. The seconds from the condition to the trigger are printed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from machinery.registry import Registry
+from tests.monitoring.stack import RULES, InferenceService, Prometheus, compress_time, wait_until
+from tests.retrain.receiver import WEBHOOK_TOKEN, Receiver, RetrainAlertmanager
+from tests.support.fixture_models import build_fixture_model
+from tests.support.forge_server import ForgeServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TOKEN = "admin-" + secrets.token_urlsafe(16)
+TAG = "fixture-v1"
+ALERT = "LiveAccuracyBelowCard"
+COMPRESS = 120
+FOR_SECONDS = 10 * 60 / COMPRESS  # the rule's `for: 10m`
+
+
+def feedback(service: InferenceService, wrong: int) -> None:
+    """``wrong`` labels that contradict the prediction, in batches of at most 100."""
+    while wrong > 0:
+        batch = [{"model_tag": TAG, "predicted": "low", "actual": "high"}] * min(wrong, 100)
+        request = urllib.request.Request(
+            f"{service.base}/feedback",
+            data=json.dumps(batch).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        wrong -= len(batch)
+
+
+def value(prometheus: Prometheus, promql: str) -> float | None:
+    result = prometheus.query(promql)
+    return float(result[0]["value"][1]) if result else None
+
+
+def test_bad_feedback_starts_exactly_one_pipeline_and_few_labels_none(
+    tmp_path: Path, forge_server: ForgeServer
+) -> None:
+    model = build_fixture_model(tmp_path / "model", kind="tabular")
+    registry = tmp_path / "registry"
+    reg = Registry.from_url(str(registry))
+    reg.publish(TAG, model.model_dir, metrics={"accuracy": 0.96})
+    reg.move_alias("staging", TAG, by="test")
+
+    token_file = tmp_path / "am-token"
+    token_file.write_text(WEBHOOK_TOKEN + "\n")
+    receiver = Receiver(tmp_path / "receiver", forge_server)
+    am = RetrainAlertmanager(tmp_path / "am", f"{receiver.url}/alerts", token_file)
+    service = InferenceService(
+        tmp_path / "service", registry, hashlib.sha256(TOKEN.encode()).hexdigest()
+    )
+    prometheus = Prometheus(tmp_path / "prometheus", service.port, am.port)
+    (prometheus.state / "rules.yml").write_text(compress_time(RULES.read_text(), COMPRESS))
+    started = []
+    try:
+        receiver.start()
+        started.append(receiver)
+        for server, ready in (
+            (am, "/-/ready"),
+            (prometheus, "/-/ready"),
+            (service, "/health/ready"),
+        ):
+            server.start(ready)
+            started.append(server)
+        # The counter is scraped at 0 before any feedback, so increase() counts every label.
+        wait_until(
+            lambda: value(prometheus, f'mlops_feedback_total{{tag="{TAG}"}}') == 0,
+            30,
+            "a zero feedback counter",
+        )
+
+        # 1. Twenty labels, all wrong: accuracy 0, but under the 100-label floor: no trigger.
+        feedback(service, 20)
+        wait_until(
+            lambda: (value(prometheus, f'tag:mlops_feedback:increase1h{{tag="{TAG}"}}') or 0) >= 15,
+            30,
+            "Prometheus to count the first labels",
+        )
+        time.sleep(FOR_SECONDS + 4)  # past the hold, a group_wait and a webhook
+        assert forge_server.triggers() == []
+        assert value(prometheus, f'ALERTS{{alertname="{ALERT}"}}') is None
+
+        # 2. Two hundred more wrong labels: the floor is passed; from now on the condition holds.
+        feedback(service, 200)
+        condition = time.monotonic()
+        wait_until(forge_server.triggers, 120, "a pipeline trigger", interval=0.1)
+        seconds = time.monotonic() - condition
+        (trigger,) = forge_server.triggers()
+        variables = trigger["variables"]
+        assert variables["MLOPS_RETRAIN_ALERT"] == ALERT
+        assert variables["MLOPS_RETRAIN_REASON"].startswith(f"{ALERT} firing in mlops-prod")
+        assert variables["MLOPS_RETRAIN_SERVING_TAG"] == TAG
+        print(
+            f"\nbad feedback -> pipeline trigger: {seconds:.1f} s = the rule's for: "
+            f"({FOR_SECONDS:.0f} s here) + {seconds - FOR_SECONDS:.1f} s (scrape, recording "
+            "rules, evaluation, group_wait 1 s, webhook, forge)"
+        )
+        assert FOR_SECONDS <= seconds < FOR_SECONDS + 40
+
+        # It keeps firing: still one run a few evaluations later (the group's cool-down).
+        time.sleep(3)
+        assert len(forge_server.triggers()) == 1
+        assert receiver.metric("mlops_retrain_refused_total", reason="auth") == 0
+    finally:
+        for server in reversed(started):
+            server.stop()
