@@ -63,7 +63,9 @@ async def call(app: ASGI, path: str, headers: list[tuple[bytes, bytes]], body: b
     return status
 
 
-async def loop(app: ASGI, path: str, headers: list[tuple[bytes, bytes]], body: bytes, n: int) -> float:
+async def loop(
+    app: ASGI, path: str, headers: list[tuple[bytes, bytes]], body: bytes, n: int
+) -> float:
     # CPU time of this thread, not wall time: other processes on a shared machine take turns
     # on the core without being counted.
     started = time.thread_time()
@@ -78,7 +80,9 @@ async def main_async(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-inprocess-"))
     fixture = build_fixture_model(work / "model", kind="tabular")
     card = fixture.card
-    os.environ.update({**publish(fixture.model_dir, work), "MLOPS_ADMIN_TOKEN_SHA256": TOKEN_SHA256})
+    os.environ.update(
+        {**publish(fixture.model_dir, work), "MLOPS_ADMIN_TOKEN_SHA256": TOKEN_SHA256}
+    )
     os.environ["BENCH_MODEL_DIR"] = str(fixture.model_dir)
     from bench.baseline_app import app as baseline
     from service.main import create_app
@@ -106,10 +110,8 @@ async def main_async(args: argparse.Namespace) -> None:
                 f"{name:<13} {statistics.median(values):7.1f} µs CPU/request"
                 f" [{min(values):.1f}–{max(values):.1f}] over {args.rounds} rounds of {args.n}"
             )
-        print(
-            "hand-written ÷ ours (in-process speed ratio):"
-            f" {statistics.median(timings['hand-written']) / statistics.median(timings['ours']):.2f}"
-        )
+        speed = statistics.median(timings["hand-written"]) / statistics.median(timings["ours"])
+        print(f"hand-written ÷ ours (in-process speed ratio): {speed:.2f}")
         if args.profile:
             for name, app, p, h in (
                 ("ours", ours, path, ours_headers),

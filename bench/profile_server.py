@@ -98,7 +98,9 @@ def main() -> None:
     )
     try:
         point = measure(server, path, script, args.concurrency, args.seconds)
-        print(f"{args.target} {path}: {point.rps:.0f} req/s under cProfile, {point.requests} requests")
+        print(
+            f"{args.target} {path}: {point.rps:.0f} req/s under cProfile, {point.requests} requests"
+        )
         if point.non_2xx:
             raise SystemExit(f"{point.non_2xx} non-2xx answers; see {work}")
     finally:

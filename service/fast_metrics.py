@@ -121,7 +121,9 @@ class FastHistogram(_Labelled):
         if list(bounds) != sorted(set(bounds)):
             raise ValueError(f"{name}: buckets must be increasing")
         self._bounds = bounds
-        self._edges = [floatToGoString(b) for b in bounds] + ["+Inf"]
+        # The ``le`` values as prometheus_client writes them.
+        edges = [floatToGoString(b) for b in bounds]  # type: ignore[no-untyped-call]
+        self._edges = [*edges, "+Inf"]
         self._children: dict[tuple[str, ...], HistogramChild] = {}
         registry.register(self)
 

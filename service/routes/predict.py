@@ -114,8 +114,7 @@ async def predict(request: Request) -> Response:
     return _json(_single_payload(prediction, model))
 
 
-PREDICT_ROUTE = router.routes[-1]
-assert isinstance(PREDICT_ROUTE, APIRoute) and PREDICT_ROUTE.endpoint is predict
+PREDICT_ROUTE = next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is predict)
 
 
 async def _image_bytes(request: Request, mime: str, content_type: str, limit: int) -> bytes:
