@@ -33,8 +33,10 @@ run: setup ## run the whole example pipeline on embedded defaults
 	@$(BIN)/mlops where
 
 EXAMPLE_IMAGE ?= .local/example.png
-example-image: setup ## write a picture for the example model to .local/example.png (dark ink on light)
-	$(BIN)/python -m example.sample $(EXAMPLE_IMAGE)
+# The example's own picture writer; a tabular card gets a JSON request instead (mlops example-input).
+EXAMPLE_WRITER ?= $(BIN)/python -m example.sample
+example-image: setup ## an input to try the model with, after its card: a picture (.local/example.png) or a JSON request
+	$(BIN)/mlops example-input --out "$(EXAMPLE_IMAGE)" --writer "$(EXAMPLE_WRITER)"
 
 test: setup system-deps ## run every test; integration tests are required
 	$(BIN)/pytest
@@ -103,8 +105,12 @@ cluster-up: setup system-deps ## start a local single-node Slurm + sshd login no
 cluster-down: setup ## stop the local Slurm cluster started by cluster-up
 	$(BIN)/python -m machinery.slurm.localcluster down --dir $(CLUSTER_DIR)
 
-bench-offload: setup system-deps ## offload overhead (our steps, queue wait apart) on a local Slurm, and CLI start-up
+bench-offload: setup system-deps ## offload overhead (our steps, queue wait apart) on a local Slurm, venv and charliecloud modes beside it, CLI start-up
 	$(BIN)/python bench/offload.py
+
+.PHONY: bench-sweep
+bench-sweep: setup system-deps ## a 6-point sweep as one Slurm array vs six offloads vs six local runs (docs/sweeps.md)
+	$(BIN)/python bench/sweep.py
 
 # --- k8s and monitoring ---
 .PHONY: dashboards k8s-render
@@ -138,10 +144,13 @@ ci-remote: setup
 
 # The pipeline job's log, kept as an artifact even on failure: the comment job reads how it ended.
 PIPELINE_LOG ?= reports/ci/pipeline.log
-pipeline: ci-remote ## CI: dvc repro --pull (unchanged stages restored, not re-run), dvc push --run-cache
+pipeline: ci-remote ## CI: dvc repro --pull (unchanged stages restored, not re-run), dvc push --run-cache; params.yaml's sweep: section, if any
 	@mkdir -p $(dir $(PIPELINE_LOG))
 	set -o pipefail; $(BIN)/dvc repro --pull 2>&1 | tee $(PIPELINE_LOG)
 	$(BIN)/dvc push --run-cache
+	set -o pipefail; $(BIN)/mlops sweep --from-params --if-present --allow-failed-points 2>&1 \
+	  | tee -a $(PIPELINE_LOG) || { echo "ERROR: the sweep: section's sweep failed (docs/sweeps.md)" \
+	  | tee -a $(PIPELINE_LOG); exit 1; }
 
 restore: ci-remote ## CI: restore the pipeline's outputs from the DVC remote's run-cache
 	$(BIN)/dvc repro --pull
@@ -154,6 +163,12 @@ bump: setup ## CI on main: pin the pushed image (IMAGE_RECORD) in k8s/overlays/s
 
 promote: setup ## manual: alias prod → staging's tag and prod overlay → staging's image, one step
 	$(BIN)/mlops deploy promote
+
+# A retrain run (docs/retraining.md): the reason comes from MLOPS_RETRAIN_* (trigger variables
+# on GitLab, workflow inputs on Forgejo); staging only, never prod.
+.PHONY: retrain-publish
+retrain-publish: setup ## CI retrain run: new retrain-* tag on HEAD, publish, move staging (with the alert's reason)
+	$(BIN)/mlops retrain publish
 
 # Restores the outputs only after a pipeline that passed: after a failure `dvc repro` would run
 # the failed stage again (another cluster job); the comment then says what failed instead.

@@ -15,7 +15,8 @@ JSON row when it has none (a tabular fork). Configurations are interleaved, A B 
 rounds with min–max, so that a claim survives a rerun on a shared machine.
 For an image model, then ours and the hand-written app again on the tabular fixture (one JSON
 row): a tabular fork's /predict has a target of its own (``--skip-tabular``).
-Then the Open Inference Protocol part (``bench/v2.py``: V2 JSON and binary against a hand-written
+Then ``/feedback`` (``bench/feedback.py``: batches of 100 labels, and their cost on /predict p99),
+the Open Inference Protocol part (``bench/v2.py``: V2 JSON and binary against a hand-written
 V2 endpoint and MLServer). Writes bench/results/service.json.
 """
 
@@ -28,7 +29,7 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import large_images, v2
+from bench import feedback, large_images, v2
 from bench.harness import (
     FORM_TYPE,
     REPO,
@@ -52,6 +53,7 @@ from bench.harness import (
     summary,
     write_script,
 )
+from machinery.modelcard import ModelCard
 
 FACTORY = ["-m", "uvicorn", "--factory", "service.main:create_app"]
 RATIOS = [
@@ -78,6 +80,7 @@ def main() -> None:
     parser.add_argument(
         "--skip-tabular", action="store_true", help="no tabular /predict part (image models)"
     )
+    parser.add_argument("--skip-feedback", action="store_true", help="no /feedback part")
     args = parser.parse_args()
     if args.rounds < 3:
         raise SystemExit("--rounds must be at least 3")
@@ -97,6 +100,10 @@ def main() -> None:
         tabular_dir = resolve_model("fixture-tabular", work)
         tabular_env = publish(tabular_dir, work / "tabular")
         tabular_points = predict_part(tabular_dir, tabular_env, work, args, levels, full=False)
+    fed = None
+    if not args.skip_feedback:
+        body, content_type = request_for(card)
+        fed = feedback.run(common, work, card, body, content_type, args.rounds, args.seconds)
     v2_points = [] if args.skip_v2 else v2.run(work, args.rounds, args.seconds, levels)
     large = None
     if takes_images and not args.skip_large:
@@ -111,9 +118,17 @@ def main() -> None:
         "tabular": [asdict(p) for p in tabular_points],
         "v2": [asdict(p) for p in v2_points],
         "large_images": large,
+        "feedback": fed,
     }
     (out / "service.json").write_text(json.dumps(result, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)
+
+
+def request_for(card: ModelCard) -> tuple[bytes, str]:
+    """The request the card calls for: a multipart PNG for image preprocessing, else a JSON row."""
+    if card.preprocessing is not None:
+        return multipart(sample_picture(card)), FORM_TYPE
+    return sample_rows(card), "application/json"
 
 
 def predict_part(
@@ -129,11 +144,7 @@ def predict_part(
     card = model_card(model_dir)
     takes_images = card.preprocessing is not None
     suffix = "" if full else "-tabular"
-    if takes_images:
-        picture = sample_picture(card)
-        body, content_type = multipart(picture), FORM_TYPE
-    else:
-        body, content_type = sample_rows(card), "application/json"
+    body, content_type = request_for(card)
     print(f"\nmodel {model_dir} ({card.name}, {card.estimator}); request: {content_type}")
     authed = write_script(work / f"auth{suffix}.lua", body, content_type, TOKEN)
     open_ = write_script(work / f"open{suffix}.lua", body, content_type, None)
@@ -168,7 +179,7 @@ def predict_part(
                 points.append(combine(rounds[(name, concurrency)]))
                 print(row(points[-1]), flush=True)
         if takes_images and full:
-            raw = write_script(work / "raw.lua", picture, "image/png", TOKEN)
+            raw = write_script(work / "raw.lua", sample_picture(card), "image/png", TOKEN)
             point = measure(
                 servers["ours"], "/predict", raw, 8, args.seconds * 2, "ours image/* body"
             )

@@ -14,12 +14,13 @@ from grafana_foundation_sdk.models.piechart import PieChartType
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 from grafana_foundation_sdk.models.dashboard import DashboardCursorSync
 
+from monitoring.dashboard_feedback import feedback_row
 from monitoring.environments import Environment
 from monitoring.panels import DATASOURCE, NS, graph, queries, query, thresholds
 
 # Grafana's version of the dashboard's JSON: raise it with every change of this module, so a
 # Grafana that saw an older copy replaces it (the generated JSON carries it).
-VERSION = 2
+VERSION = 3
 # cAdvisor metrics the kubelet exports (kube-prometheus-stack scrapes them); not the service's.
 CLUSTER_METRICS = frozenset(
     {"container_cpu_usage_seconds_total", "container_memory_working_set_bytes"}
@@ -251,7 +252,10 @@ def build(env: Environment) -> dash.Dashboard:
         dash.Dashboard(f"MLOps inference ({env.name})")
         .uid(uid(env))
         .version(VERSION)
-        .description("The inference service: traffic, latency, the model served, drift, resources.")
+        .description(
+            "The inference service: traffic, latency, the model served, drift, live accuracy,"
+            " resources."
+        )
         .tags(["mlops", "inference"])
         .editable()
         .tooltip(DashboardCursorSync.CROSSHAIR)
@@ -273,6 +277,7 @@ def build(env: Environment) -> dash.Dashboard:
         ("Traffic and latency", list(traffic_row())),
         ("Model", model_row()),
         ("Predictions and drift", drift_row()),
+        ("Live accuracy (feedback)", list(feedback_row())),
         ("Resources", list(resources_row())),
     ]
     for title, panels in rows:

@@ -33,7 +33,8 @@ log = logging.getLogger("service.auth")
 
 PREDICT = "predict"
 ADMIN = "admin"
-SCOPES = frozenset({PREDICT, ADMIN})
+FEEDBACK = "feedback"
+SCOPES = frozenset({PREDICT, ADMIN, FEEDBACK})
 
 # Tokens nobody may deploy with: a leaked example is not a secret.
 WEAK_TOKENS = ("", "admin", "changeme", "change-me", "secret", "token", "password", "default")
@@ -208,8 +209,9 @@ def _find(keys: jwt.PyJWKSet | None, kid: str) -> jwt.PyJWK | None:
 
 
 def _with_implied(scopes: frozenset[str]) -> frozenset[str]:
-    """Admin implies predict, wherever the scopes came from (env, token file, OIDC)."""
-    return scopes | {PREDICT} if ADMIN in scopes else scopes
+    """Admin implies predict and feedback, wherever the scopes came from (env, token file,
+    OIDC)."""
+    return scopes | {PREDICT, FEEDBACK} if ADMIN in scopes else scopes
 
 
 def _scopes(raw: object) -> frozenset[str]:
@@ -330,6 +332,8 @@ def _entries_from_env(settings: Settings) -> Iterable[tuple[frozenset[str], str]
         yield frozenset({PREDICT}), digest
     for digest in _split(settings.admin_token_sha256):
         yield frozenset({ADMIN}), digest
+    for digest in _split(settings.feedback_token_sha256):
+        yield frozenset({FEEDBACK}), digest
 
 
 def _tokens(entries: Iterable[tuple[frozenset[str], str]]) -> Iterable[tuple[bytes, Principal]]:

@@ -9,6 +9,7 @@ from dependency_injector import containers, providers
 
 from machinery.registry import Registry
 from service.auth import Authenticator
+from service.feedback import FeedbackBook
 from service.metrics import Metrics
 from service.model_store import ModelStore
 from service.settings import Settings
@@ -22,3 +23,4 @@ class Container(containers.DeclarativeContainer):
         ModelStore, registry=registry, settings=settings, metrics=metrics
     )
     authenticator = providers.Singleton(Authenticator.from_settings, settings)
+    feedback = providers.Singleton(FeedbackBook, store=model_store, metrics=metrics)

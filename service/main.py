@@ -19,7 +19,7 @@ from service.decoding import ImageDecoder
 from service.hot_routes import HotRoutes
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.preprocessing import disable_pillow_bomb_guard
-from service.routes import health, models, predict, v2
+from service.routes import feedback, health, models, predict, v2
 from service.schemas import SwapRequest, instances_schema
 from service.v2_schema import v2_request_schema
 from service.settings import Settings
@@ -27,9 +27,10 @@ from service.settings import Settings
 _V2_MODEL_PATHS = {
     path for route in v2.router.routes if (path := getattr(route, "path", "")).startswith("/v2/m")
 }
-_SECURED = {"/predict", "/get_experiment_metas", "/replace_ml_model"} | _V2_MODEL_PATHS
-_ADMIN_ONLY = {"/replace_ml_model"}
-_WITH_BODY = {"/predict", "/replace_ml_model"}
+_SECURED = {"/predict", "/get_experiment_metas", "/replace_ml_model", "/feedback"}
+_SECURED |= _V2_MODEL_PATHS
+_SCOPE_OF = {"/replace_ml_model": "admin", "/feedback": "feedback"}
+_WITH_BODY = {"/predict", "/replace_ml_model", "/feedback"}
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     disable_pillow_bomb_guard()
     container.authenticator()  # refuse to start with an unsafe access configuration
     store = container.model_store()
+    container.feedback()  # its counters show the served tag from the first scrape
     decoder = ImageDecoder(
         settings.inline_decode_max_pixels,
         settings.decode_pixel_budget,
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         *predict.router.routes,
         *v2.router.routes,
         *models.router.routes,
+        *feedback.router.routes,
         *health.router.routes,
     ]
     app.router.routes[:0] = routes
@@ -115,7 +118,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
         "type": "http",
         "scheme": "bearer",
-        "description": "A token with scope 'predict' (or 'admin' for /replace_ml_model).",
+        "description": "A token with scope 'predict' ('admin' for /replace_ml_model,"
+        " 'feedback' or 'admin' for /feedback).",
     }
     n_features = None if model is None else model.n_features
     schemas = schema["components"].setdefault("schemas", {})
@@ -123,13 +127,16 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schemas["SwapRequest"] = SwapRequest.model_json_schema()
     schemas["V2Error"] = v2.V2_ERROR_SCHEMA
     schemas["V2InferenceRequest"] = v2_request_schema(model.card if model else None)
+    schemas["Feedback"] = feedback.feedback_schema(
+        model.card if model else None, settings.max_feedback_items
+    )
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             if path in _SECURED:
                 operation["security"] = [{"bearer": []}]
                 responses.setdefault("401", {"description": "missing or invalid bearer token"})
-                scope = "admin" if path in _ADMIN_ONLY else "predict"
+                scope = _SCOPE_OF.get(path, "predict")
                 responses.setdefault("403", {"description": f"token lacks scope '{scope}'"})
             if path in _WITH_BODY:
                 responses.setdefault("400", {"description": "invalid Content-Length header"})

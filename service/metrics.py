@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client import (
     CollectorRegistry,
@@ -62,6 +63,12 @@ DRIFT_FEATURE_PSI = "mlops_drift_feature_psi"
 DRIFT_FEATURE_PSI_MAX = "mlops_drift_feature_psi_max"
 DRIFT_OUTPUT_PSI = "mlops_drift_output_psi"
 PREDICTED_VALUE = "mlops_predicted_value"
+# Ground truth sent to POST /feedback, per published tag (service/feedback.py).
+FEEDBACK = "mlops_feedback"
+FEEDBACK_CORRECT = "mlops_feedback_correct"
+FEEDBACK_ABSOLUTE_ERROR = "mlops_feedback_absolute_error"
+FEEDBACK_SQUARED_ERROR = "mlops_feedback_squared_error"
+MODEL_CARD_ACCURACY = "mlops_model_card_accuracy"
 
 METRIC_NAMES: frozenset[str] = frozenset(
     {
@@ -81,8 +88,26 @@ METRIC_NAMES: frozenset[str] = frozenset(
         DRIFT_FEATURE_PSI_MAX,
         DRIFT_OUTPUT_PSI,
         PREDICTED_VALUE,
+        FEEDBACK,
+        FEEDBACK_CORRECT,
+        FEEDBACK_ABSOLUTE_ERROR,
+        FEEDBACK_SQUARED_ERROR,
+        MODEL_CARD_ACCURACY,
     }
 )
+
+
+@dataclass(frozen=True)
+class FeedbackSeries:
+    """One tag's feedback counts as ``/metrics`` shows them; ``correct`` only for a classifier,
+    the error sums only for a regressor, ``card_accuracy`` when its card's metrics have one."""
+
+    tag: str
+    total: float
+    correct: float | None
+    absolute_error: float | None
+    squared_error: float | None
+    card_accuracy: float | None
 
 
 class Metrics:
@@ -177,6 +202,8 @@ class Metrics:
             lambda: None
         )
         r.register(_PredictedValues(self))
+        self._feedback: Callable[[], list[FeedbackSeries]] = list
+        r.register(_Feedback(self))
         # Resolving a labelled child costs a dict lookup plus a lock; the hot path reuses them.
         self._request_children: dict[tuple[str, str, int], tuple[CounterChild, HistogramChild]]
         self._request_children = {}
@@ -242,6 +269,11 @@ class Metrics:
         self.drift_output_psi.set_function(output_psi)
         self._value_histogram = value_histogram
 
+    def watch_feedback(self, series: Callable[[], list[FeedbackSeries]]) -> None:
+        """Feedback counters per tag, read at scrape time: their labels are published tags only
+        (``service/feedback.py`` checks every tag against the registry before counting)."""
+        self._feedback = series
+
     def _feature_psi_max(self) -> float:
         values = [v for _, v in self._feature_psi() if not math.isnan(v)]
         return max(values) if values else math.nan
@@ -295,6 +327,55 @@ class _PredictedValues(Collector):
                 sum_value=total,
             )
         yield family
+
+
+class _Feedback(Collector):
+    """The ``/feedback`` counters and each tag's card accuracy. Computed per scrape from the
+    feedback module's totals, so the served tag shows 0 from the moment it loads: ``increase()``
+    then sees the first batch too (a series born at its first value hides that value)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        labels = ["tag"]
+        total = CounterMetricFamily(
+            FEEDBACK, "Ground-truth labels received on /feedback, by model tag.", labels=labels
+        )
+        correct = CounterMetricFamily(
+            FEEDBACK_CORRECT,
+            "Feedback whose predicted label equals the actual one (classification tags).",
+            labels=labels,
+        )
+        absolute = CounterMetricFamily(
+            FEEDBACK_ABSOLUTE_ERROR,
+            "Sum of |predicted - actual| over feedback (regression tags; a row's mean over its"
+            " outputs).",
+            labels=labels,
+        )
+        squared = CounterMetricFamily(
+            FEEDBACK_SQUARED_ERROR,
+            "Sum of (predicted - actual)^2 over feedback (regression tags; a row's mean over its"
+            " outputs).",
+            labels=labels,
+        )
+        card = GaugeMetricFamily(
+            MODEL_CARD_ACCURACY,
+            "Test accuracy from the model card's metrics, for tags with feedback or served.",
+            labels=labels,
+        )
+        for series in self._metrics._feedback():
+            tag = [series.tag]
+            total.add_metric(tag, series.total)
+            if series.correct is not None:
+                correct.add_metric(tag, series.correct)
+            if series.absolute_error is not None:
+                absolute.add_metric(tag, series.absolute_error)
+            if series.squared_error is not None:
+                squared.add_metric(tag, series.squared_error)
+            if series.card_accuracy is not None:
+                card.add_metric(tag, series.card_accuracy)
+        yield from (total, correct, absolute, squared, card)
 
 
 def _bound(value: float) -> str:

@@ -97,6 +97,9 @@ class Settings(BaseSettings):
         description="Batches up to this many rows run on the event loop, bigger in a thread.",
     )
     onnx_threads: int = Field(1, ge=0, description="ONNX Runtime intra-op threads (0 = ORT).")
+    max_feedback_items: int = Field(
+        1000, gt=0, description="Most {model_tag, predicted, actual} items in one /feedback."
+    )
 
     # Access.
     auth_enabled: bool = Field(True, description="false only for local use: no token checks.")
@@ -105,6 +108,9 @@ class Settings(BaseSettings):
     )
     admin_token_sha256: str = Field(
         "", description="Comma-separated sha256 hex digests of tokens with scopes admin+predict."
+    )
+    feedback_token_sha256: str = Field(
+        "", description="Comma-separated sha256 hex digests of tokens with scope feedback."
     )
     token_file: Path | None = Field(
         None, description="Mounted secret: lines '<scope>[,<scope>] <sha256 hex>'."

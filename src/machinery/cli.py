@@ -60,12 +60,23 @@ COMMANDS: dict[str, Lazy] = {
     ),
     "deploy": Lazy("machinery.deploy.cli:app", "GitOps: bump an overlay's image, promote."),
     "doctor": Lazy("machinery.doctor.cli:doctor", "Check every CI setting against the real thing."),
+    "efficiency": Lazy(
+        "machinery.efficiency.cli:efficiency", "Every stage's efficiency (formula (1)) and advice."
+    ),
+    "example-input": Lazy(
+        "machinery.example_input:example_input", "A picture or JSON request to try the model."
+    ),
     "image": Lazy("machinery.image.cli:app", "Build, push and describe the inference image."),
+    "measure": Lazy(
+        "machinery.efficiency.cli:measure", "Run a stage here, measured.", OFFLOAD_OPTIONS
+    ),
     "offload": Lazy(
         "machinery.slurm.command:offload", "Run a stage's command on Slurm.", OFFLOAD_OPTIONS
     ),
     "registry": Lazy("machinery.registry.cli:app", "Model registry: tags and aliases."),
     "report": Lazy("machinery.report.cli:report", "Render the pipeline report."),
+    "retrain": Lazy("machinery.retrain.cli:app", "Alert receiver; publish a retrain to staging."),
+    "sweep": Lazy("machinery.sweep.cli:sweep", "Run a parameter grid as one Slurm job array."),
     "where": Lazy("machinery.where:where", "What the pipeline produced, what to try next."),
 }
 

@@ -185,6 +185,7 @@ class GitLabCI:
         if merge_request:
             variables.update(CI_PIPELINE_SOURCE="merge_request_event", CI_MERGE_REQUEST_IID="42")
             cmd += ["--unset-variable", "CI_COMMIT_BRANCH"]
+        if "CI_PIPELINE_SOURCE" in variables:  # a merge request, or a trigger (retrain)
             predefined.append("CI_PIPELINE_SOURCE")
         cmd += ["--ignore-predefined-vars", ",".join(predefined)]
         for key, value in variables.items():

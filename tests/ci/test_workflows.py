@@ -55,6 +55,7 @@ def test_both_forges_run_the_same_commands_in_the_same_jobs() -> None:
         "publish",
         "deploy",
         "promote",
+        "retrain",
     }
 
 
@@ -88,6 +89,8 @@ def test_one_pipeline_per_push() -> None:
     assert on["push"]["paths-ignore"] == ["k8s/overlays/**"]
     promote = yaml.safe_load((FORGEJO / "promote.yml").read_text())
     assert set(promote[True]) == {"workflow_dispatch"}
+    retrain = yaml.safe_load((FORGEJO / "retrain.yml").read_text())
+    assert set(retrain[True]) == {"workflow_dispatch"}
     manual = yaml.safe_load(GITLAB.read_text())["promote"]["rules"]
     assert all(rule.get("when") == "manual" for rule in manual)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -217,6 +218,24 @@ def test_dry_run_outside_ci_previews_the_workspace_without_a_forge(
     diffed = mlops("comment", "--dry-run", "--baseline", "main")
     assert "**accuracy 0.98 → 0.9844 (+0.0044, better) vs main**" in diffed.stdout
     assert len(tables(diffed.stdout)) == len(tables(plain.stdout)) + 2
+
+
+@pytest.mark.integration
+def test_the_venvs_command_diffs_without_its_bin_on_path(project: ReportProject) -> None:
+    # `.venv/bin/mlops comment` from a plain shell: it ran `dvc` from PATH, and without the
+    # venv's bin there the user got a FileNotFoundError traceback instead of a comment.
+    bare = {k: v for k, v in os.environ.items() if k != "PATH"}
+    bare["PATH"] = "/usr/bin:/bin"
+    mlops_bin = str(Path(sys.executable).parent / "mlops")
+    run = subprocess.run(
+        [mlops_bin, "comment", "--dry-run", "--baseline", "main"],
+        env=bare,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "**accuracy 0.98 → 0.9844 (+0.0044, better) vs main**" in run.stdout
 
 
 @pytest.mark.integration

@@ -11,8 +11,15 @@ import yaml
 from tests.support.markdown import code_spans, html, raw_html, table_with_header, tables
 from tests.support.report_project import NEW_METRICS, Mlops, ReportProject
 
-# Our own raw HTML: the hidden marker and the collapsed Slurm table. Nothing else may pass.
-OURS = {"<details><summary>All fields</summary>", "</details>", "<sub>", "</sub>"}
+# Our own raw HTML: the hidden marker, the collapsed Slurm table and the collapsed one-sided rows
+# of a changed model. Nothing else may pass.
+OURS = {
+    "<details><summary>All fields</summary>",
+    "<details><summary>On one side only</summary>",
+    "</details>",
+    "<sub>",
+    "</sub>",
+}
 HOSTILE = "<img src=x onerror=alert(1)>"
 
 
@@ -84,7 +91,10 @@ def test_no_user_string_becomes_html_or_breaks_a_table_or_code_span(
     assert values["p|q `r` *s*"] == "<b>bold</b>|cell"
     changed = table_with_header(md, "file", "param")
     assert ["params.yaml", "report.headline", "", HOSTILE] in changed
-    assert ["params.yaml", f"report.directions.{HOSTILE}", "–", "higher"] in changed
+    # The card's name changed too, so the model did: a row of one side only is folded away.
+    once = table_with_header(md, "file", "name")
+    assert ["params.yaml", f"report.directions.{HOSTILE}", "–", "higher"] in once
+    assert ["eval/metrics.json", HOSTILE, "–", "0.5"] in once
     assert table_with_header(md, "label", "f1|x")[1] == [HOSTILE, "<script>x</script>"]
     assert ["state", HOSTILE] in table_with_header(md, "field", "value")
     assert ["C", HOSTILE] in table_with_header(md, "param", "value")

@@ -25,10 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from machinery.registry import Registry
+from tests.fork.stages import write_fork_pipeline
 from tests.support.s3 import S3Server, use_s3_env
-from tests.support.workspace import Workspace
+from tests.support.workspace import Workspace, venv_stamp
 
 HERE = Path(__file__).parent
 FORKER_MAY_TOUCH = ("src/example/", "tests/example/", "params.yaml", "dvc.yaml", "dvc.lock")
@@ -44,13 +46,16 @@ NOT_IN_THE_FORK = [
 
 def swap_in(dest: Path, name: str) -> Workspace:
     """Copy the repository as it is (uncommitted changes included) and put ``<name>_example``,
-    ``<name>_tests`` and ``<name>_params.yaml`` (beside this file) where the example was."""
+    ``<name>_tests`` and ``<name>_params.yaml`` (beside this file) where the example was, with
+    stage definitions of its own (``tests/fork/stages.py``): the ``dvc.yaml`` found here may be
+    a fork's, declaring outputs the swapped-in example never writes."""
     ws = Workspace.clone(dest)
     for target, source in (("src/example", f"{name}_example"), ("tests/example", f"{name}_tests")):
         # A fork runs this too, and may have deleted, renamed or not yet written tests/example/.
         shutil.rmtree(ws.path / target, ignore_errors=True)
         shutil.copytree(HERE / source, ws.path / target)
     shutil.copy(HERE / f"{name}_params.yaml", ws.path / "params.yaml")
+    write_fork_pipeline(ws.path, name)
     return ws
 
 
@@ -118,7 +123,9 @@ def test_template_tests_pass_in_the_fork(forked: Workspace) -> None:
 @pytest.mark.slow
 @pytest.mark.integration
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("moved_to", [None, "tests/digits"], ids=["deleted", "renamed"])
+@pytest.mark.parametrize(
+    "moved_to", [None, "tests/digits"], ids=["deleted-with-own-plot-no-sample", "renamed"]
+)
 def test_a_fork_without_tests_example_passes_the_fork_tests(
     moved_to: str | None, tmp_path: Path
 ) -> None:
@@ -129,12 +136,39 @@ def test_a_fork_without_tests_example_passes_the_fork_tests(
         (team.path / "tests/example").rename(team.path / moved_to)
     else:
         shutil.rmtree(team.path / "tests/example")
+        # The same team's pipeline has a plot of its own and no picture writer: neither may
+        # reach the fork tests, which swap in stages of their own.
+        add_a_plot(team, "eval/plots/roc.json")
+        (team.path / "src/example/sample.py").unlink()
     team.git("add", "-A")
     team.git("commit", "-q", "-m", "our model's tests: not there yet, or elsewhere")
     # Its fork test, but not the suite it runs in its fork: that is the one above, whose copy
     # differs from this only in the moved tests, which test_independence.py scans here.
     nested = ["test_template_tests_pass_in_the_fork", "test_a_fork_without_tests_example_passes"]
     pytest_in(team, "tests/fork", "-k", " and ".join(f"not {name}" for name in nested))
+
+
+def add_a_plot(ws: Workspace, path: str) -> None:
+    """A forker's own plot in their ``dvc.yaml``: declared by evaluate, a dep of report. (Their
+    pipeline does not run here: what matters is that this file never reaches a fork test.)"""
+    dvc_yaml = ws.path / "dvc.yaml"
+    pipeline = yaml.safe_load(dvc_yaml.read_text())
+    stages = pipeline["stages"]
+    stages["evaluate"]["plots"].append({path: {"template": "simple", "x": "fpr", "y": "tpr"}})
+    stages["report"]["deps"].insert(1, path)
+    dvc_yaml.write_text(yaml.safe_dump(pipeline, sort_keys=False))
+
+
+@pytest.mark.slow
+def test_fork_without_a_picture_writer_prints_a_json_request(forked: Workspace) -> None:
+    # The wine example has no sample.py: `make example-image` follows the tabular card.
+    assert not (forked.path / "src/example/sample.py").exists()
+    venv = Path(sys.executable).parent.parent
+    proc = forked.run("make", "example-image", f"VENV={venv}", "-o", str(venv_stamp(venv)))
+    lines = proc.stdout.splitlines()
+    assert lines[-3].startswith("wine-quality-grader takes no images: JSON rows of 13 features")
+    assert len(json.loads(lines[-2])["instances"][0]) == 13
+    assert "No module named" not in proc.stdout + proc.stderr
 
 
 @pytest.mark.slow

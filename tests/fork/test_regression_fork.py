@@ -16,44 +16,22 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-import yaml
 
 from machinery.registry import Registry
 from tests.fork.test_fork import assert_only_forker_files_changed, first_run, pytest_in, swap_in
+from tests.support.markdown import alignments, links, table_with_header
 from tests.support.s3 import S3Server, use_s3_env
 from tests.support.workspace import Workspace
 
 HERE = Path(__file__).parent
 TAG = "diabetes-v1"
-# What the forker's evaluate writes instead of a confusion matrix and per-class F1.
-REGRESSION_PLOTS = [
-    {
-        "eval/plots/predictions.json": {
-            "template": "scatter",
-            "x": "actual",
-            "y": "predicted",
-            "title": "Predicted vs actual (test set)",
-        }
-    },
-    {
-        "eval/plots/residuals.json": {
-            "template": "scatter",
-            "x": "predicted",
-            "y": "residual",
-            "title": "Residuals (test set)",
-        }
-    },
-]
 
 
 def fork_to_regression(dest: Path) -> Workspace:
     """Copy the repository as it is (uncommitted changes included) and swap in the diabetes
-    example, its tests, its params and its evaluate stage's plots."""
+    example, its tests, its params and its stages (the evaluate stage's plots are predicted vs
+    actual and residuals: ``tests/fork/stages.py``)."""
     ws = swap_in(dest, "diabetes")
-    dvc_yaml = ws.path / "dvc.yaml"
-    pipeline = yaml.safe_load(dvc_yaml.read_text())
-    pipeline["stages"]["evaluate"]["plots"] = REGRESSION_PLOTS
-    dvc_yaml.write_text(yaml.safe_dump(pipeline, sort_keys=False))
     ws.git("add", "-A")
     ws.git("commit", "-q", "-m", "fork: diabetes regression")
     return ws
@@ -83,11 +61,47 @@ def test_the_pipeline_trains_a_regression_card_and_reports_its_metrics(
     metrics = json.loads((forked.path / "eval/metrics.json").read_text())
     md = (forked.path / "reports/report.md").read_text()
     assert "`diabetes-progression` (ridge)" in md
-    for name in ("rmse", "mae", "r2"):
-        assert name in md
-    assert f"{metrics['rmse']:.4g}"[:4] in md
+    # The metrics as a reader sees them: one row each, numbers right-aligned.
+    values = table_with_header(md, "metric", "value")
+    assert [row[0] for row in values[1:]] == ["rmse", "mae", "r2", "n_test"]
+    assert values[1][1] == f"{metrics['rmse']:.4f}".rstrip("0")
+    assert alignments(md)[0] == ["", "right"]
+    # Predicted vs actual and residuals: the PNGs (in report.html) and the dvc plots data.
+    assert "- predicted vs actual (`predicted_vs_actual.png`)" in md
+    assert "- residuals (`residuals.png`)" in md
+    assert "- Residuals (test set): plot data `eval/plots/residuals.json`, 111 points" in md
+    assert "- task regression: output `variable`, N × 1, float32" in md
+    html = (forked.path / "reports/report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2
     status = forked.dvc("status").stdout
     assert "changed" not in status, status
+
+
+@pytest.mark.slow
+def test_the_comment_judges_regression_metrics_by_their_direction(
+    forked: Workspace, tmp_path: Path
+) -> None:
+    work = forked.copy_to(tmp_path / "ws")
+    url = "https://forge.example.org/team/diabetes/actions/runs/7"
+    same = work.run("mlops", "comment", "--dry-run", "--baseline", "HEAD", "--report-url", url)
+    metrics = json.loads((work.path / "eval/metrics.json").read_text())
+    rmse = metrics["rmse"]
+    assert same.stdout.splitlines()[1] == f"**rmse {rmse:.4f} (unchanged) vs HEAD**".replace(
+        f"{rmse:.4f}", f"{rmse:.4f}".rstrip("0")
+    )
+    assert [text for text, _ in links(same.stdout)].count("HTML report") == 2
+
+    # A worse fit on the same model: rmse and mae up (worse), r2 down (worse), each in red.
+    worse = {**metrics, "rmse": rmse + 5, "mae": metrics["mae"] + 4, "r2": metrics["r2"] - 0.1}
+    (work.path / "eval/metrics.json").write_text(json.dumps(worse))
+    result = work.run("mlops", "comment", "--dry-run", "--baseline", "HEAD")
+    md = result.stdout
+    assert ", worse) vs HEAD**" in md.splitlines()[1] and "The model changed" not in md
+    diff = table_with_header(md, "file", "metric")
+    changes = {row[1]: row[4] for row in diff[1:]}
+    assert changes["rmse"] == "+5 🔴" and changes["mae"] == "+4 🔴"
+    assert changes["r2"] == "-0.1 🔴"
+    assert alignments(md)[1] == ["", "", "right", "right", "right"]
 
 
 @pytest.mark.slow

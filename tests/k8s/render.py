@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 ENVIRONMENTS = ("staging", "prod")
 # Every deployable kustomization: the two overlays, the Argo CD bootstrap, and an overlay with
-# the optional scale-to-zero component turned on (as docs/deploy.md says to).
-TARGETS = ("staging", "prod", "argocd", "staging+scale-to-zero")
+# the optional scale-to-zero component turned on (as docs/deploy.md says to), and prod with the
+# optional retrain receiver (docs/retraining.md).
+TARGETS = ("staging", "prod", "argocd", "staging+scale-to-zero", "prod+retrain-receiver")
 CHECKOV = REPO / ".local" / "checkov" / "bin" / "checkov"
 CORE_GROUPS = {"v1", "apps/v1", "autoscaling/v2", "policy/v1", "networking.k8s.io/v1"}
 

@@ -73,7 +73,7 @@ def import_closure(module: str, src: Path = SRC) -> set[Path]:
 
 def stage_module(cmd: str) -> str | None:
     argv = shlex.split(cmd)
-    if argv[:2] == ["mlops", "offload"] and "--" in argv:
+    if argv[:2] in (["mlops", "offload"], ["mlops", "measure"]) and "--" in argv:
         argv = argv[argv.index("--") + 1 :]
     if len(argv) >= 3 and argv[0] in ("python", "python3") and argv[1] == "-m":
         return argv[2]

@@ -256,6 +256,21 @@ def wait_for_line(
     raise AssertionError(f"no {needle!r} after {timeout} s: {''.join(stream_lines)}")
 
 
+@contextmanager
+def small_disk(cluster: Cluster, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (``1m``) the login user owns, for a workdir that fills up; in /tmp,
+    not pytest's 0700 tmp dir, so that the login user reaches it."""
+    mount = Path(tempfile.mkdtemp(prefix="mlops-full-", dir="/tmp"))
+    mount.chmod(0o755)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], check=True)
+    try:
+        shutil.chown(mount, cluster.info.user)
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+        mount.rmdir()
+
+
 @dataclass
 class TimeoutRun:
     project: Project

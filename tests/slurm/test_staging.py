@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurm.conftest import Cluster, Project
+from tests.slurm.conftest import Cluster, Project, small_disk
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("timeout_job")]
 
@@ -77,15 +77,8 @@ def test_stage_in_and_out_stream_and_large_deps_travel_once(
 @pytest.fixture
 def tiny_disk(cluster: Cluster) -> Iterator[Path]:
     """A 1 MB filesystem the login user owns, for a workdir that fills up."""
-    mount = Path(tempfile.mkdtemp(prefix="mlops-full-", dir="/tmp"))
-    mount.chmod(0o755)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], check=True)
-    try:
-        shutil.chown(mount, cluster.info.user)
+    with small_disk(cluster, "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
-        mount.rmdir()
 
 
 def test_a_full_disk_is_named_and_the_staging_dir_is_removed(
@@ -93,7 +86,11 @@ def test_a_full_disk_is_named_and_the_staging_dir_is_removed(
 ) -> None:
     project = project_factory("mkdir -p out && touch out/x")
     _write_random(project.path / "data/input.txt", 2 << 20)
-    env = cluster.env() | {"MLOPS_SLURM_WORKDIR": str(tiny_disk / "wd")}
+    # No minimum free: this is the snapshot that does not fit (test_disk_full has the minimum).
+    env = cluster.env() | {
+        "MLOPS_SLURM_WORKDIR": str(tiny_disk / "wd"),
+        "MLOPS_SLURM_MIN_FREE_MB": "0",
+    }
     for _ in range(2):  # a retry must not find the quota still full of the first attempt
         proc = project.run(env, timeout=60)
         assert proc.returncode != 0

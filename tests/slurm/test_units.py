@@ -19,6 +19,7 @@ from machinery.slurm.accounting import (
     parse_sacct,
     parse_size,
     stage_efficiency,
+    stage_segments,
 )
 from machinery.slurm.choice import SETTINGS_KEYS, chosen_transport
 from machinery.slurm.script import Layout, render_job_script, venv_hash
@@ -141,6 +142,15 @@ def test_stage_efficiency_weights_segments_by_capacity_and_time() -> None:
     # A big idle allocation drags E down more than a small busy one lifts it.
     assert stage_efficiency([Segment(1, 1.0, 10), Segment(8, 0.0, 10)]) == pytest.approx(1 / 9)
     assert stage_efficiency([]) is None
+
+
+def test_every_offload_phase_before_the_run_counts_as_idle_capacity() -> None:
+    # A container image converted and staged for 20 s is time the allocation's user waited
+    # for, like a venv build: it lowers E, it is not left out.
+    timings = {"image": 20.0, "stage_in": 5.0, "environment": 3.0, "queue_wait": 2.0}
+    segments = stage_segments(2, 1.0, 10.0, timings)
+    assert sum(s.dt for s in segments) == pytest.approx(40.0)
+    assert stage_efficiency(segments) == pytest.approx(10 / 40)
 
 
 @pytest.mark.parametrize(

@@ -61,6 +61,8 @@ FORGEJO_REPO = "owner/project"
 FORGEJO_PR = 5
 FORGEJO_TOKEN = "fj-write-token-0001"  # write:issue
 FORGEJO_READ_TOKEN = "fj-read-token-0002"  # read:issue only
+GITLAB_TRIGGER_TOKEN = "glptt-trigger-token-0004"  # a pipeline trigger token (retraining)
+FORGEJO_WORKFLOWS = ["ci.yml", "promote.yml", "retrain.yml"]  # dispatchable by file name
 TARGET_BRANCH = "main"
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -76,9 +78,15 @@ DEFAULT_CONFIG: dict[str, Any] = {
             GITLAB_READ_TOKEN: {"user": "reader", "scopes": ["read_api"]},
         },
         "job_tokens": [GITLAB_JOB_TOKEN],
+        "trigger_tokens": [GITLAB_TRIGGER_TOKEN],
     },
     "forgejo": {
-        "repos": {FORGEJO_REPO: {"pulls": {str(FORGEJO_PR): {"base": TARGET_BRANCH}}}},
+        "repos": {
+            FORGEJO_REPO: {
+                "pulls": {str(FORGEJO_PR): {"base": TARGET_BRANCH}},
+                "workflows": FORGEJO_WORKFLOWS,
+            }
+        },
         "tokens": {
             FORGEJO_TOKEN: {"user": "ci-bot", "scopes": ["write:issue", "write:repository"]},
             FORGEJO_READ_TOKEN: {"user": "reader", "scopes": ["read:issue"]},
@@ -115,6 +123,7 @@ class State:
         self.forgejo_attachments: dict[str, tuple[int, bytes]] = {}  # uuid -> (comment, bytes)
         self.faults: list[dict[str, Any]] = []
         self.barriers: list[dict[str, Any]] = []
+        self.triggers: list[dict[str, Any]] = []  # GitLab trigger pipelines, Forgejo dispatches
 
     def new_id(self) -> int:
         self.next_id += 1
@@ -260,6 +269,8 @@ class Handler(BaseHTTPRequestHandler):
         if path.startswith("/_forge/"):
             return self._admin(path, body)
         answered = token_endpoints(self, path)
+        if answered is None:
+            answered = trigger_endpoints(self, path, body)
         if answered is not None:
             return answered
         if path.startswith("/api/v4/"):
@@ -283,6 +294,7 @@ class Handler(BaseHTTPRequestHandler):
                         f"{r}#{i}": c for (r, i), c in state.forgejo_comments.items()
                     },
                     "forgejo_attachments": sorted(state.forgejo_attachments),
+                    "triggers": state.triggers,
                 },
             )
         if path == "/_forge/seed" and self.command == "POST":
@@ -726,6 +738,91 @@ def token_endpoints(handler: Handler, path: str) -> tuple[int, dict[str, str], b
     )
 
 
+def trigger_endpoints(
+    handler: Handler, path: str, body: Any
+) -> tuple[int, dict[str, str], bytes] | None:
+    """Starting a pipeline run from outside (the retrain receiver). None: not one of these.
+
+    - GitLab (docs.gitlab.com/api/pipeline_triggers, "Trigger a pipeline with a token"):
+      ``POST /api/v4/projects/:id/trigger/pipeline`` with ``token``, ``ref`` and optional
+      ``variables`` (a hash) as JSON or form fields (``variables[KEY]=value``). An unknown
+      token is 404; no ``ref`` 400 "ref is missing"; a ref that is not a branch 400 "Reference
+      not found". Answers 201 with the pipeline (``id``, ``iid``, ``ref``, ``sha``,
+      ``status: created``, ``source: trigger``, ``web_url`` …).
+    - Forgejo (swagger ``DispatchWorkflowOption``):
+      ``POST /api/v1/repos/{owner}/{repo}/actions/workflows/{workflowfilename}/dispatches``
+      with ``{"ref", "inputs": {name: string}}``, ``Authorization: token …`` with
+      write:repository (else 403; unknown token 401); unknown workflow 404; no ref 422.
+      Answers 204.
+    Each run started is kept in the state's ``triggers``."""
+    if handler.command != "POST":
+        return None
+    state = handler.server.state
+    gitlab = re.fullmatch(r"/api/v4/projects/(.+?)/trigger/pipeline", path)
+    if gitlab:
+        data = dict(body or {})
+        variables = dict(data.get("variables") or {})
+        for key in [k for k in data if k.startswith("variables[") and k.endswith("]")]:
+            variables[key[len("variables[") : -1]] = data.pop(key)
+        pid, project = handler._gitlab_project(gitlab.group(1))
+        if data.get("token") not in state.config["gitlab"].get("trigger_tokens", []):
+            raise HTTPError(404, {"message": "404 Not Found"})
+        if not data.get("ref"):
+            raise HTTPError(400, {"error": "ref is missing"})
+        if data["ref"] != TARGET_BRANCH:
+            raise HTTPError(400, {"message": {"base": ["Reference not found"]}})
+        if not all(isinstance(v, str) for v in variables.values()):
+            raise HTTPError(400, {"error": "variables is invalid"})
+        pipeline_id = state.new_id()
+        base = f"http://{handler.headers.get('Host')}"
+        pipeline = {
+            "id": pipeline_id,
+            "iid": len(state.triggers) + 1,
+            "project_id": int(pid),
+            "sha": "0" * 40,
+            "ref": data["ref"],
+            "status": "created",
+            "source": "trigger",
+            "created_at": _now(),
+            "updated_at": _now(),
+            "web_url": f"{base}/{project['path']}/-/pipelines/{pipeline_id}",
+        }
+        state.triggers.append(
+            {"forge": "gitlab", "project": pid, "ref": data["ref"], "variables": variables}
+        )
+        return handler._json(201, pipeline)
+    forgejo = re.fullmatch(
+        r"/api/v1/repos/([^/]+/[^/]+)/actions/workflows/([^/]+)/dispatches", path
+    )
+    if not forgejo:
+        return None
+    repo, workflow = forgejo.groups()
+    token = handler._forgejo_token(write=False)
+    if "write:repository" not in token["scopes"]:
+        raise HTTPError(403, {"message": "token does not have required scope: write:repository"})
+    config = state.config["forgejo"]["repos"].get(repo)
+    if config is None:
+        raise HTTPError(404, {"message": "The target couldn't be found."})
+    if workflow not in config.get("workflows", []):
+        raise HTTPError(404, {"message": f"workflow {workflow!r} not found"})
+    data = dict(body or {})
+    if not data.get("ref"):
+        raise HTTPError(422, {"message": "[Ref]: Required"})
+    inputs = data.get("inputs") or {}
+    if not isinstance(inputs, dict) or not all(isinstance(v, str) for v in inputs.values()):
+        raise HTTPError(422, {"message": "inputs must map names to strings"})
+    state.triggers.append(
+        {
+            "forge": "forgejo",
+            "repo": repo,
+            "workflow": workflow,
+            "ref": data["ref"],
+            "inputs": inputs,
+        }
+    )
+    return 204, {}, b""
+
+
 # Who may push over git's smart HTTP (a token as the Basic password, any user name): GitLab
 # "api" or "write_repository", Forgejo "write:repository".
 GIT_PUSH_SCOPES = {"gitlab": {"api", "write_repository"}, "forgejo": {"write:repository"}}
@@ -852,6 +949,10 @@ class ForgeServer:
 
     def state(self) -> dict[str, Any]:
         return dict(self._call("GET", "/_forge/state"))
+
+    def triggers(self) -> list[dict[str, Any]]:
+        """Pipeline runs started through the trigger/dispatch APIs, oldest first."""
+        return list(self.state()["triggers"])
 
     def gitlab_notes(self) -> list[dict[str, Any]]:
         return list(self.state()["gitlab_notes"].get(f"{GITLAB_PROJECT_ID}!{GITLAB_MR_IID}", []))

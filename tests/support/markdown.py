@@ -96,3 +96,43 @@ def code_spans(md: str) -> list[str]:
 
     walk(_parser().parse(md))
     return out
+
+
+def alignments(md: str) -> list[list[str]]:
+    """Every table's column alignments as the renderer reads its delimiter row: ``right`` for
+    ``---:``, ``center``, or ``""`` (left, the default), from the header cells' style."""
+    out: list[list[str]] = []
+    in_header = False
+    for tok in _parser().parse(md):
+        if tok.type == "table_open":
+            out.append([])
+        elif tok.type == "thead_open":
+            in_header = True
+        elif tok.type == "thead_close":
+            in_header = False
+        elif tok.type == "th_open" and in_header:
+            style = str(tok.attrs.get("style", ""))
+            out[-1].append(style.removeprefix("text-align:") if style else "")
+    return out
+
+
+def links(md: str) -> list[tuple[str, str]]:
+    """Every link as (text, href)."""
+    found: list[tuple[str, str]] = []
+
+    def walk(tokens: list[Token]) -> None:
+        text: list[str] | None = None
+        href = ""
+        for tok in tokens:
+            if tok.type == "link_open":
+                text, href = [], str(tok.attrs.get("href", ""))
+            elif tok.type == "link_close" and text is not None:
+                found.append(("".join(text), href))
+                text = None
+            elif text is not None and tok.type in ("text", "code_inline"):
+                text.append(tok.content)
+            if tok.children:
+                walk(tok.children)
+
+    walk(_parser().parse(md))
+    return found

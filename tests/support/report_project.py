@@ -114,7 +114,14 @@ def build_report_project(dest: Path, card_cache: Path) -> ReportProject:
         params={"estimator": "logreg", "seed": 7, "logreg": {"C": 1.0, "fit_intercept": True}}
     )
     (dest / "dvc.yaml").write_text(
-        yaml.safe_dump({"metrics": ["eval/metrics.json"], "params": ["params.yaml"]})
+        yaml.safe_dump(
+            {
+                "metrics": ["eval/metrics.json"],
+                "params": ["params.yaml"],
+                # The report reads only declared plot data (machinery.report.declared).
+                "plots": ["eval/plots/per_class.json"],
+            }
+        )
     )
     params = {"train": {"C": 1.0, "penalty": "l2"}, "report": {"headline": "", "directions": {}}}
     (dest / "params.yaml").write_text(yaml.safe_dump(params))

@@ -23,7 +23,9 @@ from machinery.params import load_section
 from machinery.report.diff import against
 from machinery.report.directions import ReportParams
 from machinery.report.inputs import Image, load_inputs
+from machinery.report.model_change import model_change
 from machinery.report.render import ReportContext, render
+from machinery.sweep.section import sweep_section
 
 
 def _warn(message: str) -> None:
@@ -47,8 +49,16 @@ def _context(
     settings = load_section("report", ReportParams)
     inputs = load_inputs(Path("eval"), Path("models"), Path("reports/slurm"))
     label = baseline or (pr.target_branch if pr else "")
+    from machinery.efficiency.render import build
+
     context = ReportContext(
-        inputs=inputs, settings=settings, baseline=label, report_url=report_url, marker=mark
+        inputs=inputs,
+        settings=settings,
+        baseline=label,
+        report_url=report_url,
+        marker=mark,
+        # Every stage: the local ones' figures are made at run time, the comment at comment time.
+        efficiency=build({j.stage: j.record for j in inputs.slurm}, Path.cwd(), measured=True),
     )
     if not label:
         return context
@@ -59,7 +69,8 @@ def _context(
         # A missing diff must not cost the comment: say why, in the log and in the comment.
         _warn(f"warning: {exc}")
         return replace(context, baseline_error=str(exc))
-    return replace(context, metrics_diff=metrics, params_diff=params)
+    change = model_change(rev, inputs.card)
+    return replace(context, metrics_diff=metrics, params_diff=params, model_change=change)
 
 
 def _publishable(images: list[Image]) -> list[Image]:
@@ -145,7 +156,9 @@ def comment(
         dry_run,
         context.marker,
         images,
-        lambda urls: render(replace(context, image_urls=urls), "report.md.j2"),
+        # One more section of the one sticky comment when this workspace ran a sweep.
+        lambda urls: render(replace(context, image_urls=urls), "report.md.j2")
+        + sweep_section(Path.cwd()),
         fail_on_error,
     )
 

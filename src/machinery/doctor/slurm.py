@@ -146,8 +146,9 @@ def run(env: Env) -> list[Row]:
     try:
         rows = [Row(login, "ok", detail, seconds=time.monotonic() - started)]
         rows.append(_step(SBATCH, _sbatch_test, transport, settings))
-        if settings.env.kind == "apptainer":
-            rows.append(skip(PYTHON, "env.kind apptainer: Python comes from the image"))
+        if settings.env.kind in ("apptainer", "charliecloud"):
+            kind = settings.env.kind
+            rows.append(skip(PYTHON, f"env.kind {kind}: Python comes from the image"))
         else:
             rows.append(_step(PYTHON, _python, transport, settings))
         return rows

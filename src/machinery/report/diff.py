@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from machinery.errors import UserError
+
+# The dvc of this venv, also when its bin/ is not on PATH (`.venv/bin/mlops comment` from a
+# plain shell printed a FileNotFoundError traceback).
+_VENV_DVC = Path(sys.executable).parent / "dvc"
+DVC = str(_VENV_DVC) if _VENV_DVC.is_file() else "dvc"
 
 
 @dataclass(frozen=True)
@@ -27,8 +34,11 @@ class DiffRow:
 def _dvc_diff(kind: str, baseline: str) -> dict[str, dict[str, dict[str, Any]]]:
     # --all: unchanged entries too, so the verdict line and the tables read one diff (without it
     # an unchanged headline metric looked "new: not in main" while the table said nothing differs).
-    cmd = ["dvc", kind, "diff", baseline, "--json", "--all"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = [DVC, kind, "diff", baseline, "--json", "--all"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise UserError("dvc is not installed here (not on PATH): run `make setup`") from None
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"dvc {kind} diff against '{baseline}' failed: {last}")

@@ -12,8 +12,13 @@ Judgement = Literal["better", "worse", "same", ""]
 
 # Names whose meaning is clear enough to guess; anything else (counts such as n_test, support)
 # is neutral and never coloured. params.yaml's report.directions overrides the guess.
-_LOWER = re.compile(r"loss|error|(^|_)err|mse|mae|rmse|latency|(^|_)time|_s$|bytes|perplexity")
-_HIGHER = re.compile(r"acc|f1|precision|recall|auc|(^|_)r2|score|iou|(^|_)map(_|$)|kappa|mcc")
+_LOWER = re.compile(
+    r"loss|error|(^|_)err|mse|mae|rmse|rmsle|mape|medae|deviance|latency|(^|_)time|_s$|bytes"
+    r"|perplexity"
+)
+_HIGHER = re.compile(
+    r"acc|f1|precision|recall|auc|(^|_)r2|explained_variance|score|iou|(^|_)map(_|$)|kappa|mcc"
+)
 
 
 class ReportParams(BaseModel):

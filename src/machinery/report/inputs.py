@@ -11,6 +11,7 @@ from typing import Any
 
 from machinery.errors import UserError
 from machinery.modelcard import CARD_FILENAME, ModelCard, read_card
+from machinery.report.declared import DVC_YAML, PlotFile, declared
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,22 @@ class SlurmJob:
         return " · ".join(f"{label} {rows[label]}" for label in wanted if label in rows)
 
     def rows(self) -> list[tuple[str, str]]:
-        """The fields a reviewer reads, labelled and in units, in a fixed order."""
+        """The fields a reviewer reads, labelled and in units, in a fixed order. A GPU job whose
+        utilisation Slurm did not report says so: unknown is never 0 %."""
+        gpu_job = bool(self.record.get("gpus"))
         return [
-            (label, show(self.record[key]))
+            (label, show(self.record[key]) if self.record.get(key) is not None else "not reported")
             for key, label, show in _JOB_FIELDS
-            if self.record.get(key) is not None
+            if self.record.get(key) is not None or (gpu_job and key == "gpu_utilization")
         ]
+
+
+@dataclass(frozen=True)
+class PlotData:
+    """A declared plot data file the report names (``dvc plots show`` draws it)."""
+
+    plot: PlotFile
+    points: int
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,7 @@ class ReportInputs:
     per_class: list[dict[str, Any]]
     images: list[Image]
     slurm: list[SlurmJob] = field(default_factory=list)
+    plot_data: list[PlotData] = field(default_factory=list)
 
 
 def _text(value: Any) -> str:
@@ -97,6 +109,7 @@ _JOB_FIELDS: list[tuple[str, str, Callable[[Any], str]]] = [
     ("total_cpu_s", "CPU time (TotalCPU)", _seconds),
     ("cpu_efficiency", "CPU efficiency", _percent),
     ("max_rss_bytes", "MaxRSS", _mebibytes),
+    ("alloc_mem_bytes", "allocated memory", _mebibytes),
     ("gpus", "GPUs", _text),
     ("gpu_utilization", "GPU utilisation", _percent),
     ("stage_efficiency", "stage efficiency E", _percent),
@@ -113,10 +126,31 @@ def _read_json(path: Path) -> Any:
         raise UserError(f"{path}: not valid JSON (line {exc.lineno})") from None
 
 
-def load_inputs(eval_dir: Path, model_dir: Path, slurm_dir: Path) -> ReportInputs:
+def _points(path: Path) -> int:
+    """Rows of a plot data file (JSON list, or CSV/TSV lines under a header); 0 if unread."""
+    if not path.is_file():
+        return 0
+    if path.suffix.lower() == ".json":
+        data = _read_json(path)
+        return len(data) if isinstance(data, list) else 0
+    return max(0, len(path.read_text().splitlines()) - 1)
+
+
+def load_inputs(
+    eval_dir: Path, model_dir: Path, slurm_dir: Path, dvc_yaml: Path = DVC_YAML
+) -> ReportInputs:
+    """Only the plot data files ``dvc_yaml`` declares are read: a leftover is never shown."""
     metrics = _read_json(eval_dir / "metrics.json")
-    per_class_path = eval_dir / "plots" / "per_class.json"
-    per_class = _read_json(per_class_path) if per_class_path.is_file() else []
+    plots = declared(dvc_yaml)
+    per_class_plot = plots.plot("per_class.json")
+    per_class = (
+        _read_json(per_class_plot.path)
+        if per_class_plot is not None and per_class_plot.path.is_file()
+        else []
+    )
+    plot_data = [
+        PlotData(plot, _points(plot.path)) for plot in plots.plots if plot is not per_class_plot
+    ]
     images_dir = eval_dir / "plots" / "images"
     images = [Image(p.stem.replace("_", " "), p) for p in sorted(images_dir.glob("*.png"))]
     slurm = [
@@ -128,4 +162,5 @@ def load_inputs(eval_dir: Path, model_dir: Path, slurm_dir: Path) -> ReportInput
         per_class=per_class,
         images=images,
         slurm=slurm,
+        plot_data=plot_data,
     )

@@ -15,6 +15,7 @@ from machinery.report import markdown
 from machinery.report.diff import DiffRow
 from machinery.report.directions import Judgement, ReportParams, direction, judge
 from machinery.report.inputs import Image, ReportInputs
+from machinery.report.model_change import ModelChange, one_sided, two_sided
 from machinery.slurm.accounting import SHORT_JOB_S
 
 
@@ -33,6 +34,10 @@ class ReportContext:
     image_urls: dict[str, str] | None = None
     report_url: str = ""
     marker: str = ""
+    # machinery.efficiency.render.Section: Table 1, formula (1), advice (None: no figures)
+    efficiency: Any = None
+    # Another model than the baseline's (name, task or labels): its figures are not judged.
+    model_change: ModelChange | None = None
 
     def summary_metrics(self) -> list[tuple[str, Any]]:
         return [(k, v) for k, v in self.inputs.metrics.items() if not isinstance(v, dict)]
@@ -65,6 +70,11 @@ class ReportContext:
             return f"{key} {_num(new)}"
         if self.baseline_error:
             return f"{key} {_num(new)} (no diff against {self.baseline}: see below)"
+        if self.model_change:
+            return (
+                f"The model changed against {self.baseline} ({self.model_change.fields()}):"
+                f" {key} {_num(new)} is its own figure, not compared with the old model's"
+            )
         row = next((r for r in self.metrics_diff if r.key == key), None)
         if row is None or row.old is None:
             return f"{key} {_num(new)} (new: not in {self.baseline})"
@@ -98,6 +108,15 @@ class ReportContext:
             columns.update(dict.fromkeys(row))
         return list(columns)
 
+    def per_class_align(self) -> str:
+        """The per-class table's delimiter row: numeric columns right-aligned."""
+        cells = []
+        for column in self.per_class_columns():
+            values = [row.get(column) for row in self.inputs.per_class]
+            numeric = all(_is_number(v) for v in values if v is not None)
+            cells.append("---:" if numeric else "---")
+        return "|" + "|".join(cells) + "|"
+
     def image_url(self, image: Image) -> str:
         return (self.image_urls or {}).get(image.path.name, "")
 
@@ -123,6 +142,8 @@ def _environment() -> Environment:
         code=markdown.code,
         shape=_shape,
         commit=short_commit,
+        two_sided=two_sided,
+        one_sided=one_sided,
     )
     return env
 
@@ -144,6 +165,10 @@ def _num(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k}: {_num(v)}" for k, v in value.items())
     return str(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _signed(value: Any) -> str:

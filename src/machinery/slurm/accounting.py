@@ -31,6 +31,7 @@ SACCT_FIELDS = (
     "TimelimitRaw",
     "AllocTRES",
     "TRESUsageInAve",
+    "ReqMem",  # last: older fixtures without it still parse
 )
 SACCT_FORMAT = ",".join(SACCT_FIELDS)
 TERMINAL = {
@@ -87,6 +88,15 @@ def parse_tres(text: str) -> dict[str, str]:
     return dict(p.split("=", 1) for p in text.split(",") if "=" in p)
 
 
+def _asked_mem(tres: dict[str, str], req_mem: str) -> int | None:
+    """AllocTRES mem= where memory is a consumable resource; else ReqMem (what the job asked,
+    or the node's memory without --mem; older Slurm appends n or c: per node, per CPU)."""
+    if "mem" in tres:
+        return parse_size(tres["mem"])
+    req = req_mem.strip()
+    return None if req.endswith("c") else parse_size(req.rstrip("n"))
+
+
 def cpu_efficiency(total_cpu_s: float, elapsed_s: float, alloc_cpus: int) -> float | None:
     """TotalCPU ÷ (Elapsed × AllocCPUS); ``None`` for a job that had no time or no CPUs."""
     capacity = elapsed_s * alloc_cpus
@@ -135,6 +145,7 @@ class JobRecord:
     gpus: int
     gpu_utilization: float | None
     batch_done: bool = False  # the batch step's own record (TotalCPU, MaxRSS) is in
+    alloc_mem_bytes: int | None = None  # AllocTRES mem=: what the job asked (None: no --mem)
 
     @property
     def base_state(self) -> str:
@@ -187,6 +198,7 @@ def parse_sacct(text: str, job_id: str) -> JobRecord | None:
         gpus=gpus,
         gpu_utilization=max(util) if util else None,
         batch_done=batch_done,
+        alloc_mem_bytes=_asked_mem(tres, job.get("ReqMem", "")),
     )
 
 
@@ -238,6 +250,7 @@ class SlurmReport:
     timings_s: dict[str, float]
     restarts: int = 0  # times Slurm requeued the job (NODE_FAIL, preemption, scontrol requeue)
     note: str | None = None  # e.g. why the figures are not sacct's
+    alloc_mem_bytes: int | None = None  # memory allocated (AllocTRES mem=); advice compares it
     schema_version: int = field(default=SCHEMA_VERSION)
 
     def __post_init__(self) -> None:
@@ -273,9 +286,10 @@ def stage_segments(
     alloc_cpus: int, cpu_eff: float | None, run_s: float, timings: dict[str, float]
 ) -> list[Segment]:
     """The stage's wall time as segments of the capacity it asked for: idle (c = 0) while it
-    stages in, waits in the queue, is detected and stages out; at the job's CPU efficiency
-    while it runs. So E is below the CPU efficiency by exactly the offload's overhead."""
-    idle = ("stage_in", "environment", "queue_wait", "detect", "stage_out")
+    converts and stages its container image, stages in, waits in the queue, is detected and
+    stages out; at the job's CPU efficiency while it runs. So E is below the CPU efficiency by
+    exactly the offload's overhead."""
+    idle = ("image", "stage_in", "environment", "queue_wait", "detect", "stage_out")
     segments = [Segment(alloc_cpus, 0.0, timings[k]) for k in idle if timings.get(k, 0) > 0]
     return [*segments, Segment(alloc_cpus, cpu_eff or 0.0, run_s)]
 
@@ -329,5 +343,6 @@ def report_from_record(
         short_job=record.elapsed_s < SHORT_JOB_S,
         timings_s={k: round(v, 4) for k, v in timings.items()},
         restarts=restarts,
+        alloc_mem_bytes=record.alloc_mem_bytes,
         note=None if accounting_error is None else f"accounting unavailable: {accounting_error}",
     )

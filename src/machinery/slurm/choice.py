@@ -38,10 +38,12 @@ SETTINGS_KEYS = frozenset(
         "accounting_wait",
         "lease_ttl",
         "prune_after_days",
+        "min_free_mb",
         "cache_deps",
         "resubmit",
         "job",
         "env",
+        "efficiency",
     }
 )
 

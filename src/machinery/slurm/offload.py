@@ -20,14 +20,15 @@ from typing import TextIO
 
 from machinery.errors import UserError
 from machinery.provenance import stage_env
-from machinery.slurm import envscript, remote, script
+from machinery.slurm import chimage, diskspace, envscript, remote, script
 from machinery.slurm.accounting import TERMINAL, JobRecord, SlurmReport, report_from_record
 from machinery.slurm.logstream import LogStream
 from machinery.slurm.polling import Accounted, Watcher, account, fields
 from machinery.slurm.settings import SlurmSettings
 from machinery.slurm.stage import REPORT_DIR, Stage, code_files, expand, identity, staged_outs
 from machinery.slurm.staging import CachePlan, Snapshot, human, stage_out
-from machinery.slurm.transport import ConnectionLost, RemoteTimeout, Transport, make_transport
+from machinery.slurm.connect import make_transport
+from machinery.slurm.transport import ConnectionLost, RemoteTimeout, Transport
 
 TAIL_LINES = 20
 ACTIVE = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
@@ -93,8 +94,13 @@ class Offload:
         self.submitted_at: float | None = None  # wall clock of the login node at sbatch
         self.nonce = secrets.token_hex(4)
         self.tail: list[str] = []
+        self.logs: LogStream | None = None  # the job's log, once it is being streamed
+        self.disk_full = ""  # the line saying so, when a failed job left the disk full
+        self.image: chimage.LocalImage | None = None
 
     def say(self, message: str) -> None:
+        if self.logs is not None:
+            self.logs.break_line()  # a status line starts a line of its own in the CI log
         print(f"[slurm] {message}", file=self.log, flush=True)
 
     @contextmanager
@@ -110,7 +116,13 @@ class Offload:
     def run(self) -> SlurmReport:
         started = time.monotonic()
         files = self._files()
-        self.key = identity(self.root, self.stage, self.cmd, files)
+        if self.settings.env.kind == "charliecloud":
+            # Before anything is sent: a missing image is one line, and its digest is part
+            # of the job's identity (a new image is a new job, not a reattach).
+            with self.phase("image"):
+                self.image = chimage.resolve(self.settings.env.image)
+        image_id = self.image.image_id if self.image else None
+        self.key = identity(self.root, self.stage, self.cmd, files, image_id)
         # A record left by another run (another identity) must never pass for this one's.
         (self.root / REPORT_DIR / f"{self.stage.name}.json").unlink(missing_ok=True)
         plan = CachePlan()
@@ -168,7 +180,7 @@ class Offload:
         """Watch until the job is final; bring the outs back as soon as squeue says
         COMPLETED (not only once sacct agrees: accounting may be down)."""
         assert self.layout is not None and self.job_id is not None
-        logs = LogStream(self.out)
+        self.logs = logs = LogStream(self.out)
         watcher = Watcher(self.transport, self.settings, self.layout, self.job_id, logs, self.say)
         staged = False
         while True:
@@ -187,8 +199,25 @@ class Offload:
             self._stage_out()
         if not self._ok(acc.record):
             res = self.transport.run(remote.render_tail(self.layout, TAIL_LINES))
-            self.tail = res.text.splitlines()
+            free, _, tail = res.text.partition(remote.TAIL_MARK + "\n")
+            self.tail = tail.splitlines()
+            self._disk_full_after_failure(diskspace.free_kb(free))
         return acc, watcher
+
+    def _disk_full_after_failure(self, free: int | None) -> None:
+        """Say that the disk is full, and drop the failed run dir: its log is streamed
+        already, and a rerun needs its space (the rerun would otherwise only set it aside)."""
+        assert self.layout is not None
+        min_mb = self.settings.min_free_mb
+        if not diskspace.is_full(free, min_mb):
+            return
+        self.disk_full = diskspace.full_line(self.layout.runs, free, min_mb)
+        self.say(self.disk_full)
+        res = self.transport.run(diskspace.render_drop_run_dir(self.layout), timeout=120)
+        if res.rc == 0:
+            self.say(f"removed the failed job's run dir {self.layout.run_dir} to make room")
+        else:
+            self.say(f"could not remove {self.layout.run_dir}: {res.error_line}")
 
     def _node_timings(self, acc: Accounted, watcher: Watcher) -> dict[str, float]:
         """Queue wait, run and detection latency from wall clocks (login node, compute node,
@@ -253,12 +282,23 @@ class Offload:
         commit = stage_env(self.stage.name, self.root)
         scripts = {}
         setup = ""
+        image_dir = None
+        if self.image is not None:
+            with self.phase("image"):
+                image_dir = chimage.stage(
+                    self.transport,
+                    layout,
+                    self.image,
+                    self.say,
+                    self.timings,
+                    self.settings.prune_after_days,
+                )
         if env.kind == "venv":
             venv = layout.venv(env, (self.root / env.lock).read_bytes())
             scripts[script.ENV_NAME] = envscript.render_env_build(env, layout, env.lock, venv)
             setup = envscript.render_env_setup(env, layout, venv)
         scripts[script.SCRIPT_NAME] = script.render_job_script(
-            self.settings, self.stage.name, layout, self.cmd, venv, commit
+            self.settings, self.stage.name, layout, self.cmd, venv, commit, image_dir
         )
         scripts[script.SUBMIT_NAME] = script.render_submit(
             layout, setup, retire, self.settings.prune_after_days
@@ -266,7 +306,7 @@ class Offload:
         snapshot = Snapshot(self.root, files, scripts, plan)
         with self.phase("stage_in"):
             res = self.transport.run(
-                remote.render_stage_in(layout),
+                remote.render_stage_in(layout, self.settings.min_free_mb),
                 feed=snapshot.feed,
                 timeout=env.build_timeout + 600,
             )
@@ -277,6 +317,12 @@ class Offload:
             self.timings["stage_in"] -= env_s
         if "env" in info:
             self.say(f"built the job environment {venv} in {self.timings['environment']:.1f} s")
+        if diskspace.refused(res.rc, res.text):
+            free = diskspace.free_kb(res.text)
+            raise UserError(
+                diskspace.full_line(layout.runs, free, self.settings.min_free_mb)
+                + ": free space there, or lower min_free_mb in slurm.yaml"
+            )
         if res.rc == 3:
             why = res.error_line.removeprefix("sbatch: error: ")
             raise UserError(f"sbatch refused the job: {why}")
@@ -350,7 +396,8 @@ class Offload:
             f", signal {record.signal}" if record.signal else ""
         )
         reason = f", reason {record.reason}" if record.reason not in ("", "None") else ""
-        raise JobFailed(f"Slurm job {record.job_id} {record.state} ({code}{reason})")
+        full = f"; {self.disk_full}" if self.disk_full else ""
+        raise JobFailed(f"Slurm job {record.job_id} {record.state} ({code}{reason}){full}")
 
 
 def _int(value: str | None) -> int:

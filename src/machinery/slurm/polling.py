@@ -22,6 +22,7 @@ from machinery.slurm.transport import Transport
 REQUEUED = {"PENDING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "CONFIGURING"}
 UNPARSEABLE_LIMIT = 5
 NO_ACCOUNTING = "accounting storage is disabled"
+PARTIAL_ROW_GRACE_S = 5.0
 
 
 def fields(text: str) -> dict[str, str]:
@@ -151,14 +152,18 @@ class Watcher:
             parts = (reply.line.split("|") + ["", ""])[:3] if reply.rc == 0 else ["", "", ""]
             state, reason, node = parts
             base = state.split(" ")[0]
-            self._state_change(base, reason, node)
             # No line: the controller forgot the job (past MinJobAge); sacct has the rest.
             if not base or base in TERMINAL:
                 # sacct keeps no reason for a finished job; squeue's last word is the useful one.
                 self.final_state = base
                 self.final_reason = "" if reason in ("", "None") else reason
                 self.detected_at = time.time()
-                break
+                # The final state after the whole log, not amid it (``job N: FAILED`` was once
+                # printed with 83,056 of 524,288 lines out).
+                self.drain()
+                self._state_change(base, reason, node)
+                return
+            self._state_change(base, reason, node)
             if self.log.more_waiting(reply.data):
                 continue  # the job writes faster than we poll: read on at once
             # Poll fast while a short job may end any moment (a poll is ~10 ms over one SSH
@@ -169,7 +174,6 @@ class Watcher:
             elif waited > 10:
                 interval = min(self.settings.poll_interval, 0.25)
             time.sleep(interval)
-        self.drain()
 
     def drain(self) -> None:
         """Read the log to its real end (Slurm may flush the last output after the state
@@ -247,6 +251,12 @@ def account(
         record = parse_sacct(sacct, job_id)
         if is_final(record):
             assert record is not None
+            # slurmdbd can hold a quick job's row before the job's start message fills in its
+            # partition, time limit and ReqMem (seen under load): give it a moment, as the
+            # efficiency advice reads them.
+            if not record.partition and time.monotonic() < started + PARTIAL_ROW_GRACE_S:
+                time.sleep(0.2)
+                continue
             if not record.reason and watcher.final_reason:
                 record = dataclasses.replace(record, reason=watcher.final_reason)
             return Accounted(record, times)

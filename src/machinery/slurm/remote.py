@@ -3,6 +3,7 @@ account, stage out. Rendered as text like the job script, so a test can read the
 
 from __future__ import annotations
 
+from machinery.slurm.diskspace import render_check_free, render_free
 from machinery.slurm.script import (
     FINISHED_NAME,
     JOB_PREFIX,
@@ -14,6 +15,8 @@ from machinery.slurm.script import (
     q,
     remote_path,
 )
+
+TAIL_MARK = "@@TAIL@@"
 
 
 def render_probe(
@@ -47,15 +50,17 @@ fi
 {have}"""
 
 
-def render_stage_in(layout: Layout) -> str:
+def render_stage_in(layout: Layout, min_free_mb: float = 0.0) -> str:
     """Unpack the snapshot (tar on stdin) into a private staging dir, then submit. The staging
     dir goes on any failure (a full quota stays full otherwise); on success it became the run
-    dir or was dropped for a concurrent run's job."""
+    dir or was dropped for a concurrent run's job. Nothing is unpacked while the runs dir has
+    less than ``min_free_mb`` free (exit ``DISK_FULL_RC``)."""
     stage = q(layout.staging_dir)
     return (
         "umask 077\n"
         f"trap 'rm -rf {stage}' EXIT\n"
         "trap 'exit 129' HUP INT TERM PIPE\n"
+        f"{render_check_free(layout.runs, min_free_mb)}"
         f"mkdir -p {q(layout.runs)} && rm -rf {stage} && mkdir {stage}\n"
         f"tar -x -C {stage} || exit 4\n"
         f"bash --noprofile --norc {stage}/{SUBMIT_NAME}\n"
@@ -89,7 +94,11 @@ def render_poll(
 
 
 def render_tail(layout: Layout, lines: int) -> str:
-    return f"tail -n {lines} {q(layout.log)} 2>/dev/null"
+    """The end of a failed job's log, after the free space in the runs dir (a job on a full
+    disk fails with an empty log)."""
+    return (
+        f"{render_free(layout.runs)}echo {TAIL_MARK}\ntail -n {lines} {q(layout.log)} 2>/dev/null"
+    )
 
 
 def render_cancel(job_id: str | None, layout: Layout, lease_ttl: float) -> str:

@@ -10,24 +10,16 @@ import time
 from pathlib import Path
 from types import FrameType
 
+# usable_cpus and maxrss_bytes live with the stage measurements; importable from here too.
+from machinery.efficiency.measure import maxrss_bytes as maxrss_bytes
+from machinery.efficiency.measure import measurement
+from machinery.efficiency.measure import usable_cpus as usable_cpus
 from machinery.errors import UserError
 from machinery.slurm.accounting import SlurmReport, cpu_efficiency
 
 
 class CommandFailed(UserError):
     exit_code = 1
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on: the affinity mask on Linux; macOS has no such call."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def maxrss_bytes(ru_maxrss: int, platform: str | None = None) -> int:
-    """``ru_maxrss`` is bytes on macOS and KiB on Linux (and the BSDs)."""
-    return ru_maxrss if (platform or sys.platform) == "darwin" else ru_maxrss * 1024
 
 
 def run_here(
@@ -100,6 +92,8 @@ def run_here(
         note="ran here, not on a cluster: its run time, CPU and memory are in the stage's log",
     )
     report.write(root)
+    # The figures for the efficiency table, outside DVC's outputs (machinery.efficiency.measure).
+    measurement(stage, wall, usage, code).write(root)
     if code != 0:
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
         raise CommandFailed(f"stage {stage}: {' '.join(cmd)} failed ({how})")

@@ -10,6 +10,7 @@ import hashlib
 import shlex
 from dataclasses import dataclass
 
+from machinery.slurm import container
 from machinery.slurm.settings import EnvSettings, JobSettings, SlurmSettings
 
 LOG_NAME = "job.log"
@@ -131,6 +132,7 @@ def render_job_script(
     cmd: list[str],
     venv: str | None,
     env_vars: dict[str, str] | None = None,
+    image_dir: str | None = None,
 ) -> str:
     """The sbatch script: resources, then setup lines, then the stage command in its env."""
     env = settings.env
@@ -151,14 +153,14 @@ def render_job_script(
         *env.setup,
     ]
     command = shlex.join(cmd)
+    # A container starts from an empty environment: what the stage needs is passed by name.
+    passed = container.passed_names(env_vars)
     if env.kind == "apptainer":
-        args = " ".join(q(a) for a in env.apptainer_args)
-        # --cleanenv drops the host's environment: pass what the stage needs by name.
-        passed = ["PYTHONPATH", "PYTHONUNBUFFERED", *(env_vars or {})]
-        envs = " ".join(f'--env {k}="${k}"' for k in passed)
-        command = (
-            f"apptainer exec --cleanenv {envs} --bind {q(run)} "
-            f"--pwd {q(run)} {args + ' ' if args else ''}{q(env.image)} {command}"
+        command = container.apptainer_command(env.image, env.apptainer_args, run, passed, command)
+    elif env.kind == "charliecloud":
+        image = image_dir or f"{layout.workdir}/{container.IMAGES_DIR}/<image id>"
+        command = container.ch_run_command(
+            image, env.ch_run_args, layout.runs, run, passed, command
         )
     elif env.kind == "venv" and venv is not None:
         lines.append(f"source {q(venv + '/bin/activate')}")

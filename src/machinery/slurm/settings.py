@@ -19,6 +19,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from machinery.efficiency.settings import EfficiencySettings
 from machinery.errors import UserError
 from machinery.slurm.choice import CONFIG_ENV, config_path
 
@@ -43,12 +44,17 @@ class EnvSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["venv", "apptainer", "none"] = "venv"
+    kind: Literal["venv", "apptainer", "charliecloud", "none"] = "venv"
     python: str = "python3"
     lock: str = "requirements.lock"
     uv_version: str = "0.13.9"
-    image: str = ""
+    image: str = Field(
+        default="",
+        description="apptainer: the image path on the cluster; charliecloud: the image here, "
+        "as podman names it (e.g. what `make image` built), converted and staged per digest",
+    )
     apptainer_args: list[str] = Field(default_factory=list)
+    ch_run_args: list[str] = Field(default_factory=list, description="more ch-run options")
     setup: list[str] = Field(default_factory=list, description="shell lines run before CMD")
     build_timeout: float = Field(
         default=3600.0, gt=0, description="seconds the venv build on the login node may take"
@@ -85,10 +91,17 @@ class SlurmSettings(BaseSettings):
     prune_after_days: float = Field(
         default=7.0, ge=0, description="remove finished run dirs older than this (0: never)"
     )
+    min_free_mb: float = Field(
+        default=100.0,
+        ge=0,
+        description="refuse to submit while the runs dir on the cluster has less free (0: never)",
+    )
     cache_deps: bool = Field(default=True, description="keep large deps on the cluster by hash")
     resubmit: bool = Field(default=False, description="replace the job even if it completed")
     job: JobSettings = Field(default_factory=JobSettings)
     env: EnvSettings = Field(default_factory=EnvSettings)
+    # formula (1)'s weights and the advice thresholds (docs/slurm.md, "Efficiency")
+    efficiency: EfficiencySettings = Field(default_factory=EfficiencySettings)
 
     @classmethod
     def settings_customise_sources(

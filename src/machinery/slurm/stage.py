@@ -126,10 +126,15 @@ def _param_values(root: Path, stage: Stage) -> dict[str, Any]:
     return values
 
 
-def identity(root: Path, stage: Stage, cmd: list[str], files: list[str]) -> str:
-    """``<stage>-<16 hex>``: the same command, inputs, params and code give the same id."""
+def identity(
+    root: Path, stage: Stage, cmd: list[str], files: list[str], image: str | None = None
+) -> str:
+    """``<stage>-<16 hex>``: the same command, inputs, params and code (and container image,
+    when the job runs in one) give the same id."""
     digest = hashlib.sha256()
-    header = {"stage": stage.name, "cmd": cmd, "params": _param_values(root, stage)}
+    header: dict[str, Any] = {"stage": stage.name, "cmd": cmd, "params": _param_values(root, stage)}
+    if image:
+        header["image"] = image
     digest.update(json.dumps(header, sort_keys=True, default=str).encode())
     for rel in files:
         digest.update(f"\0{rel}\0{sha256_file(root / rel)}".encode())

@@ -1,4 +1,6 @@
-"""How shell commands reach the login node: here (``local``) or over SSH (``ssh.py``).
+"""How shell commands reach the login node: the types every transport shares, and ``local``
+(here). Transport ``ssh`` lives in ``ssh.py`` and imports from this module, never the other way;
+``connect.make_transport`` picks one.
 
 Both run a bash command (``--noprofile --norc``: never the account's rc files) and return its
 exit code and output; files travel as tar streams through stdin/stdout (``feed`` writes stdin,
@@ -16,7 +18,6 @@ from dataclasses import dataclass
 from typing import IO, Protocol
 
 from machinery.errors import UserError
-from machinery.slurm.settings import SlurmSettings
 
 # The only variables the local transport passes to sbatch: sbatch exports its environment into
 # the job by default, and a CI runner's environment holds DVC/S3 credentials.
@@ -143,11 +144,3 @@ class LocalTransport:
 
     def close(self) -> None:
         pass
-
-
-def make_transport(settings: SlurmSettings) -> Transport:
-    if settings.transport == "ssh":
-        from machinery.slurm.ssh import SshTransport  # paramiko: only for transport ssh
-
-        return SshTransport(settings)
-    return LocalTransport()

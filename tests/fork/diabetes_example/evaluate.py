@@ -34,11 +34,26 @@ def main() -> None:
     (plots / "residuals.json").write_text(
         json.dumps([{"predicted": float(p), "residual": float(a - p)} for a, p in zip(y, pred)])
     )
-    fig, ax = plt.subplots()
+    # The same two plots as PNGs, for the report and the PR comment.
+    fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.scatter(y, pred, s=8)
+    low, high = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
+    ax.plot([low, high], [low, high], color="grey", linewidth=1)
     ax.set_xlabel("actual")
     ax.set_ylabel("predicted")
+    ax.set_title("Predicted vs actual (test set)")
+    fig.tight_layout()
     fig.savefig(plots / "images" / "predicted_vs_actual.png")
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.scatter(pred, y - pred, s=8)
+    ax.axhline(0.0, color="grey", linewidth=1)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("actual - predicted")
+    ax.set_title("Residuals (test set)")
+    fig.tight_layout()
+    fig.savefig(plots / "images" / "residuals.png")
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import string
 import subprocess
 import time
@@ -33,6 +34,7 @@ DEFAULT_USER = "mlopsci"
 INFO_FILE = "cluster.json"
 PIDS_FILE = "pids.json"
 ENV_FILE = "env"
+DEFAULT_GPUS = 2  # count-only GPUs (no device): enough for a GPU job and a too-many request
 
 
 @dataclass(frozen=True)
@@ -145,12 +147,14 @@ class LocalCluster:
         *,
         accounting: bool = True,
         extra_conf: Sequence[str] = (),
+        gpus: int = DEFAULT_GPUS,
     ):
         self.state = state_dir.resolve()
         self.user = user
         self.cpus = cpus or os.cpu_count() or 1
         self.accounting = accounting
         self.extra_conf = list(extra_conf)
+        self.gpus = gpus
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
     # --- public -------------------------------------------------------------------------
@@ -270,6 +274,8 @@ class LocalCluster:
             "ssh_port": str(free_port()),
             "db_password": secrets.token_hex(12),
             "cpus": str(self.cpus),
+            "gpus": str(self.gpus),
+            "last_gpu": str(self.gpus - 1),
             "memory_mb": str(_memory_mb()),
             "user": self.user,
         }
@@ -393,6 +399,14 @@ class LocalCluster:
             (etc / "slurmdbd.conf").chmod(0o600)  # slurmdbd refuses a readable password file
         (etc / "slurm.conf").chmod(0o644)
         (etc / "plugstack.conf").write_text("")
+        # slurmd reads gres.conf from slurm.conf's directory.
+        (etc / "gres.conf").write_text(render("gres.conf"))
+        # A GPU's File must be a character device: /dev/null's (1, 3), made here (we are root).
+        (self.state / "dev").mkdir(exist_ok=True)
+        for index in range(self.gpus):
+            device = self.state / "dev" / f"gpu{index}"
+            if not device.exists():
+                os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
 
     def _start_slurm(self, values: dict[str, str]) -> None:
         conf = self.state / "etc/slurm.conf"

@@ -1,0 +1,3 @@
+from __future__ import annotations
+
+from tests.support.forge_server import forge_server  # noqa: F401 - the fixture

@@ -1,0 +1,91 @@
+"""The sweep's section as a reviewer sees it: rendered by a GFM renderer, checked cell by cell,
+in ``reports/sweep.md`` and in the one sticky comment (``mlops comment --dry-run``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from machinery.sweep.record import PointResult, SweepRecord
+from machinery.sweep.section import render_section
+from tests.support.markdown import raw_html, table_with_header
+from tests.support.report_project import Mlops, ReportProject
+
+HOSTILE = "<img src=x onerror=alert(1)>|"
+
+
+def record() -> SweepRecord:
+    def ok(i: int, est: str, extra: dict[str, object], acc: float, loss: float) -> PointResult:
+        p = PointResult(i, f"estimator-{est}-{i}", {"train.estimator": est, **extra}, "COMPLETED")
+        p.metrics = {"accuracy": acc, "log_loss": loss}
+        p.experiment = f"refs/exps/aa/bb/{p.name}"
+        return p
+
+    values = {"train.estimator": "svc", "train.svc.C": -1}
+    failed = PointResult(3, "estimator-svc_svc.C--1", values, "FAILED")
+    failed.reason, failed.exit_code = "exit code 1", 1
+    failed.log_tail = ["Traceback (most recent call last):", f"ValueError: C {HOSTILE} ```"]
+    return SweepRecord(
+        stages=["train", "evaluate"],
+        transport="ssh",
+        max_parallel=2,
+        grid={"train.estimator": ["svc", "logreg"], "train.svc.C": [1, 10, -1]},
+        points=[
+            ok(0, "svc", {"train.svc.C": 1}, 0.91, 0.3),
+            ok(1, "svc", {"train.svc.C": 10}, 0.97, 0.2),
+            ok(2, "logreg", {}, 0.95, 0.25),
+            failed,
+        ],
+        identity="sweep-0123456789abcdef",
+        job_id="812",
+        wall_s=42.31,
+        alloc_cpu_s=80.0,
+        total_cpu_s=61.6,
+        efficiency=0.77,
+    )
+
+
+def check_section(md: str) -> None:
+    table = table_with_header(md, "", "experiment")
+    assert table == [
+        ["", "experiment", "train.estimator", "train.svc.C", "accuracy", "log_loss"],
+        ["★ best", "estimator-svc-1", "svc", "10", "0.97", "0.2"],
+        ["", "estimator-logreg-2", "logreg", "–", "0.95", "0.25"],
+        ["", "estimator-svc-0", "svc", "1", "0.91", "0.3"],
+    ]
+    failed = table_with_header(md, "experiment", "params", "state", "reason")
+    assert failed[1:] == [
+        ["estimator-svc_svc.C--1", "train.estimator=svc, train.svc.C=-1", "FAILED", "exit code 1"]
+    ]
+    assert "one Slurm array `812` (`--array=0-3%2`)" in md
+    assert "wall time 42.3 s" in md
+    assert "E 0.77 (CPU time used 61.6 s of 80 s allocated)" in md
+    assert "ranked by `accuracy` (higher is better)" in md
+    assert "`dvc exp apply estimator-svc-1`" in md
+    # The log tail is shown as text: the hostile line never becomes a tag.
+    assert not [h for h in raw_html(md) if "<img" in h], raw_html(md)
+
+
+def test_the_section_renders_params_to_metrics_best_first(tmp_path: Path) -> None:
+    check_section(render_section(tmp_path, record()))
+
+
+def test_a_lower_is_better_metric_ranks_the_other_way(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("report:\n  headline: log_loss\n")
+    md = render_section(tmp_path, record())
+    rows = table_with_header(md, "", "experiment")[1:]
+    assert [r[1] for r in rows] == ["estimator-svc-1", "estimator-logreg-2", "estimator-svc-0"]
+    assert "ranked by `log_loss` (lower is better)" in md
+
+
+@pytest.mark.integration
+def test_the_pr_comment_gains_the_sweep_section(project: ReportProject, mlops: Mlops) -> None:
+    without = mlops("comment", "--dry-run")
+    assert without.exit_code == 0, without.output
+    assert "### Sweep" not in without.stdout
+    record().write(project.path)
+    result = mlops("comment", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(without.stdout.rstrip("\n").rsplit("\n", 1)[0][:40])
+    check_section(result.stdout)
