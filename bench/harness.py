@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +53,9 @@ class Point:
     non_2xx: int
     socket_errors: int
     requests: int = 0
+    # The server's CPU time (its process tree, user + system) per answered request: how much
+    # work a request is, which the machine's other load barely changes (req/s it does).
+    cpu_us: float = 0.0
 
 
 def resolve_model(choice: str, work: Path) -> Path:
@@ -225,8 +230,27 @@ def measure(
     server: Server, path: str, script: Path, concurrency: int, seconds: float, label: str = ""
 ) -> Point:
     command = wrk_command(server.port, path, script, concurrency, seconds)
+    cpu_before = tree_cpu_seconds(server.proc.pid)
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return parse(label or server.name, path, concurrency, out)
+    cpu = tree_cpu_seconds(server.proc.pid) - cpu_before
+    point = parse(label or server.name, path, concurrency, out)
+    point.cpu_us = cpu / max(point.requests, 1) * 1e6
+    return point
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (clock ticks, 10 ms)."""
+    total, todo = 0, [str(pid)]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rpartition(")")[2].split()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        todo += children
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def check_answer(port: int, body: bytes, content_type: str, token: str | None) -> None:
@@ -267,7 +291,7 @@ def row(p: Point) -> str:
     errors += f"  socket errors {p.socket_errors}" if p.socket_errors else ""
     return (
         f"{p.server:<22} {p.path:<13} c={p.concurrency:<3} {p.rps:9.0f} req/s"
-        f"  p50 {p.p50_ms:6.2f} ms  p99 {p.p99_ms:6.2f} ms{errors}"
+        f"  p50 {p.p50_ms:6.2f} ms  p99 {p.p99_ms:6.2f} ms  CPU {p.cpu_us:6.1f} µs/req{errors}"
     )
 
 
@@ -283,6 +307,8 @@ def combine(rounds: list[Point]) -> Point:
         p99_ms=statistics.median(p.p99_ms for p in rounds),
         non_2xx=sum(p.non_2xx for p in rounds),
         socket_errors=sum(p.socket_errors for p in rounds),
+        requests=sum(p.requests for p in rounds),
+        cpu_us=statistics.median(p.cpu_us for p in rounds),
     )
 
 
@@ -291,14 +317,32 @@ def summary(
     levels: list[int],
     ratios: list[tuple[str, str, str, float | None]],
 ) -> None:
-    """Each ratio from the two configurations of the same round (measured seconds apart)."""
+    """Each ratio from the two configurations of the same round (measured seconds apart): of
+    req/s (the targets), then of CPU per request (denominator ÷ numerator, so > 1 is still
+    "faster"), which the machine's other load disturbs far less."""
     print("\nratios of req/s, median [min–max] over rounds")
+    _ratio_table(rounds, levels, ratios, lambda a, b: a.rps / b.rps, True)
+    print("\nthe same as CPU per request (the other ÷ ours: > 1 is less CPU for ours)")
+    _ratio_table(
+        rounds, levels, ratios, lambda a, b: b.cpu_us / a.cpu_us if a.cpu_us else math.nan, False
+    )
+
+
+def _ratio_table(
+    rounds: dict[tuple[str, int], list[Point]],
+    levels: list[int],
+    ratios: list[tuple[str, str, str, float | None]],
+    ratio: Callable[[Point, Point], float],
+    with_targets: bool,
+) -> None:
     print(f"{'':<24}" + "".join(f"{f'c={c}':<20}" for c in levels))
     for label, num, den, target in ratios:
         cells, met = [], True
         for c in levels:
-            ratios = [a.rps / b.rps for a, b in zip(rounds[(num, c)], rounds[(den, c)])]
-            cells.append(f"{spread(ratios):<20}")
-            met = met and (target is None or statistics.median(ratios) >= target)
-        verdict = "" if target is None else f"target ≥ {target}: {'met' if met else 'NOT MET'}"
+            values = [ratio(a, b) for a, b in zip(rounds[(num, c)], rounds[(den, c)])]
+            cells.append(f"{spread(values):<20}")
+            met = met and (target is None or statistics.median(values) >= target)
+        verdict = ""
+        if target is not None and with_targets:
+            verdict = f"target ≥ {target}: {'met' if met else 'NOT MET'}"
         print(f"{label:<24}" + "".join(cells) + verdict)

@@ -16,6 +16,7 @@ from fastapi.openapi.utils import get_openapi
 
 from service.container import Container
 from service.decoding import ImageDecoder
+from service.hot_routes import HotRoutes
 from service.middleware import BodyLimitMiddleware, MetricsMiddleware
 from service.preprocessing import disable_pillow_bomb_guard
 from service.routes import feedback, health, models, predict, v2
@@ -87,8 +88,11 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         *health.router.routes,
     ]
     app.router.routes[:0] = routes
+    # /predict and V2 infer are awaited straight from the middleware stack (service/hot_routes.py).
+    # Added first, so it runs inside the body limit and the metrics, like the router did.
+    app.add_middleware(HotRoutes, routes=[predict.PREDICT_ROUTE, *v2.INFER_ROUTES])
     # Every route, not only /predict (which enforces the same limit while it reads): no body on
-    # any endpoint is buffered past this size. Added first, so it runs inside the metrics.
+    # any endpoint is buffered past this size. Added before the metrics, so it runs inside them.
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes)
     app.add_middleware(MetricsMiddleware, metrics=container.metrics(), routes=routes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

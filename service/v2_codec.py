@@ -16,8 +16,8 @@ Everything a client sends is checked before any model runs: one error, as the pr
 
 from __future__ import annotations
 
-import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from machinery.modelcard import ModelCard, ValueOutput
+from service import jsonio
 
 # Card dtype -> (V2 datatype, little-endian numpy dtype of its binary form).
 DATATYPES: dict[str, tuple[str, str]] = {
@@ -100,7 +101,7 @@ def _split(body: bytes, header_length: str | None) -> tuple[Any, bytes]:
             )
         json_part, binary = body[:length], body[length:]
     try:
-        return json.loads(json_part), binary
+        return jsonio.loads(json_part), binary
     except (ValueError, UnicodeDecodeError):
         raise V2Error(400, "the request's JSON does not parse") from None
     except RecursionError:
@@ -113,11 +114,14 @@ def _input_rows(
     spec = card.input
     datatype, wire = DATATYPES[spec.dtype]
     features = card.n_features
-    takes = f"this model takes {spec.name!r}, {datatype}, shape {input_shape(card)}"
+
+    def takes() -> str:  # built only for a refusal
+        return f"this model takes {spec.name!r}, {datatype}, shape {input_shape(card)}"
+
     if tensor.get("name") != spec.name:
-        raise V2Error(400, f"unknown input {tensor.get('name')!r}; {takes}")
+        raise V2Error(400, f"unknown input {tensor.get('name')!r}; {takes()}")
     if tensor.get("datatype") != datatype:
-        raise V2Error(400, f"input datatype {tensor.get('datatype')!r}; {takes}")
+        raise V2Error(400, f"input datatype {tensor.get('datatype')!r}; {takes()}")
     shape = tensor.get("shape")
     if (
         not isinstance(shape, list)
@@ -125,7 +129,7 @@ def _input_rows(
         or not all(type(d) is int and d >= 0 for d in shape)
         or shape[1:] not in (input_shape(card)[1:], [features])
     ):
-        raise V2Error(400, f"input shape {shape!r}; {takes}")
+        raise V2Error(400, f"input shape {shape!r}; {takes()}")
     count = shape[0]
     if not 1 <= count <= max_rows:
         raise V2Error(400, f"{count} rows; this model takes 1 to {max_rows} a request")
@@ -151,24 +155,26 @@ def _input_rows(
     return rows.astype(wire[1:], copy=False)
 
 
-def _json_rows(data: Any, count: int, features: int, wire: str, takes: str) -> npt.NDArray[Any]:
+def _json_rows(
+    data: Any, count: int, features: int, wire: str, takes: Callable[[], str]
+) -> npt.NDArray[Any]:
     if not isinstance(data, list):
-        raise V2Error(400, f"input 'data' must be a list of numbers; {takes}")
+        raise V2Error(400, f"input 'data' must be a list of numbers; {takes()}")
     # The spec allows the data flat (row-major) or nested as the shape; numbers only.
     flat = data if not data or not isinstance(data[0], list) else _flatten(data)
     if len(flat) != count * features:
-        raise V2Error(400, f"{len(flat)} values for shape [{count}, {features}]; {takes}")
+        raise V2Error(400, f"{len(flat)} values for shape [{count}, {features}]; {takes()}")
     integer = wire[1] == "i"
     for value in flat:
         # bool is an int subclass; strings would silently convert in numpy.
         kind = type(value)
         if not (kind is int or (kind is float and not integer)):
-            raise V2Error(400, f"input values must be numbers, got {kind.__name__}; {takes}")
+            raise V2Error(400, f"input values must be numbers, got {kind.__name__}; {takes()}")
     try:
         with np.errstate(over="ignore"):
             return np.asarray(flat, dtype=wire).reshape(count, features)
     except OverflowError:
-        raise V2Error(400, f"a value is out of range for {takes}") from None
+        raise V2Error(400, f"a value is out of range for {takes()}") from None
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -235,7 +241,7 @@ def encode_response(
     if request_id is not None:
         document["id"] = request_id
     document["outputs"] = tensors
-    header = json.dumps(document, separators=(",", ":")).encode()
+    header = jsonio.dumps(document)
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)

@@ -14,6 +14,7 @@ from machinery.modelcard import ModelCard
 from service.v2_codec import DATATYPES, output_specs
 
 _FLOAT32 = {"type": "number", "minimum": -3.4e38, "maximum": 3.4e38}
+_TENSOR_PARAMETERS = {"type": "object", "not": {"required": ["binary_data_size"]}}
 
 
 def v2_request_schema(card: ModelCard | None) -> dict[str, Any]:
@@ -25,6 +26,9 @@ def v2_request_schema(card: ModelCard | None) -> dict[str, Any]:
             "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
             "datatype": {"type": "string"},
             "data": {"type": "array"},
+            # An object if present; binary_data_size only with Triton's binary extension,
+            # which the JSON form described here is not (the codec refuses either otherwise).
+            "parameters": _TENSOR_PARAMETERS,
         },
     }
     outputs: dict[str, Any] = {"type": "string"}
@@ -43,6 +47,7 @@ def v2_request_schema(card: ModelCard | None) -> dict[str, Any]:
                 "minItems": features,
                 "maxItems": features,
             },
+            "parameters": _TENSOR_PARAMETERS,
         }
         tensor["examples"] = [
             {"name": card.input.name, "shape": [1, features], "datatype": datatype,

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import anyio.to_thread
 import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.routing import APIRoute
 
+from service import jsonio
 from service.decoding import RETRY_AFTER_SECONDS, DecodeBusy, ImageDecoder
 from service.deps import require_predict, store_of
 from service.inference import LoadedModel, Prediction
@@ -113,6 +114,9 @@ async def predict(request: Request) -> Response:
     return _json(_single_payload(prediction, model))
 
 
+PREDICT_ROUTE = next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is predict)
+
+
 async def _image_bytes(request: Request, mime: str, content_type: str, limit: int) -> bytes:
     """The uploaded image: a multipart form's file part, or a raw ``image/*`` body."""
     if mime == "multipart/form-data":
@@ -152,34 +156,36 @@ async def _image_row(
 
 
 def _instances(body: bytes, model: LoadedModel, max_rows: int) -> npt.NDArray[np.float32]:
-    expected = _expected_shape(model, max_rows)
+    def refuse(reason: str) -> HTTPException:
+        # The message is built only for a refusal: the f-string costs on every good request.
+        expected = _expected_shape(model, max_rows)
+        return HTTPException(422, detail=f"{reason}; {expected}" if reason else expected)
+
     try:
-        document = json.loads(body)
+        document = jsonio.loads(body)
     except (ValueError, UnicodeDecodeError):
-        raise HTTPException(422, detail=f"body is not valid JSON; {expected}") from None
+        raise refuse("body is not valid JSON") from None
     except RecursionError:
-        raise HTTPException(422, detail=f"JSON nested too deeply; {expected}") from None
+        raise refuse("JSON nested too deeply") from None
     rows = document.get("instances") if isinstance(document, dict) else None
     if not isinstance(rows, list) or not 1 <= len(rows) <= max_rows:
-        raise HTTPException(422, detail=expected)
+        raise refuse("")
     width = model.n_features
     for number, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != width:
             got = f"{len(row)} values" if isinstance(row, list) else type(row).__name__
-            raise HTTPException(422, detail=f"row {number} has {got}; {expected}")
+            raise refuse(f"row {number} has {got}")
         for value in row:
             # bool is an int subclass; "1.5" would silently convert in numpy.
             if type(value) is not float and type(value) is not int:
-                raise HTTPException(
-                    422, detail=f"row {number} holds {type(value).__name__}; {expected}"
-                )
+                raise refuse(f"row {number} holds {type(value).__name__}")
     try:
         with np.errstate(over="ignore"):  # out-of-range floats become inf, refused just below
             array = np.asarray(rows, dtype=np.float32)
     except OverflowError:
-        raise HTTPException(422, detail=f"a value is out of float32 range; {expected}") from None
+        raise refuse("a value is out of float32 range") from None
     if not np.isfinite(array).all():
-        raise HTTPException(422, detail=f"values must be finite numbers; {expected}")
+        raise refuse("values must be finite numbers")
     return array
 
 
@@ -252,4 +258,4 @@ def _batch_payload(prediction: Prediction, model: LoadedModel) -> dict[str, Any]
 
 def _json(payload: dict[str, Any]) -> Response:
     # Hand-serialized: the payload is already plain data, pydantic validation would only cost.
-    return Response(json.dumps(payload, separators=(",", ":")), media_type="application/json")
+    return Response(jsonio.dumps(payload), media_type="application/json")

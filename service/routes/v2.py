@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from service.decoding import RETRY_AFTER_SECONDS
 from service.deps import require_predict, store_of
@@ -217,6 +218,13 @@ async def infer(request: Request, name: str) -> Response:
 )
 async def infer_version(request: Request, name: str, version: str) -> Response:
     return await _infer(request, name, version)
+
+
+INFER_ROUTES = [
+    route
+    for route in router.routes
+    if isinstance(route, APIRoute) and route.endpoint in (infer, infer_version)
+]
 
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
