@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -91,16 +91,23 @@ class Copy:
         local.write_text(f"[cache]\n    dir = {cache}\n")
         return cls(root, path)
 
-    def save(self, name: str, stages: list[str]) -> str:
+    def save(
+        self, name: str, stages: list[str], dvc: Callable[[list[str]], None] | None = None
+    ) -> str:
         """``dvc exp save`` of the swept ``stages`` here (the others, e.g. a report stage that
         did not run for this point, keep their dvc.lock entries), then the ref into the
-        workspace; returns the ref."""
+        workspace; returns the ref. ``dvc`` runs the command (a long-lived worker's), else a
+        ``dvc`` process of its own."""
         extra: list[str] = []
         if not run(["git", "ls-files", "dvc.lock"], self.path).strip():
             # A project whose dvc.lock is not committed yet: DVC only takes an untracked lock
             # file that existed before its commit step, and here it is made by that step.
             extra = ["--include-untracked", "dvc.lock"]
-        run([DVC, "exp", "save", "--force", "-n", name, *extra, *stages], self.path, env=_git_env())
+        argv = ["exp", "save", "--force", "-n", name, *extra, *stages]
+        if dvc is not None:
+            dvc(argv)
+        else:
+            run([DVC, *argv], self.path, env=git_env())
         refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"], self.path)
         ref = next((r for r in refs.split() if r.endswith("/" + name)), "")
         if not ref:
@@ -120,7 +127,7 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def _git_env() -> dict[str, str]:
+def git_env() -> dict[str, str]:
     """An experiment commit needs an author even on a runner without git config."""
     env = tool_env()
     env.setdefault("GIT_AUTHOR_NAME", "mlops sweep")
