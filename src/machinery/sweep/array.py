@@ -246,7 +246,8 @@ class ArraySweep:
             return True  # the controller did not answer: try again (sacct is not live)
         if not body.strip():
             return False
-        state.update_squeue(body, self.job_id)
+        for i in state.update_squeue(body, self.job_id):
+            self.say(f"task {self.job_id}_{i} requeued; it runs again")
         return True
 
     def _sacct(self) -> str:
@@ -297,6 +298,7 @@ class ArraySweep:
             if result.reason in PENDING_REASONS:
                 result.reason = ""
             result.task_id = f"{self.job_id}_{point.index}"
+            result.restarts = state.requeues.get(point.index, 0)
             if rec is not None:
                 result.exit_code = rec.exit_code
                 if rec.base_state != "COMPLETED" and rec.reason:
@@ -371,6 +373,7 @@ class ArraySweep:
             self._made(),
             [m for s in self.request.stages for m in s.metrics],
         )
+        self.importer.start(len(self.request.points) - len(self.kept))
 
     def _stop_import(self, abandon: bool = False) -> None:
         if self.importer is not None:

@@ -110,10 +110,7 @@ class Importer:
     ) -> Future[Imported]:
         future: Future[Imported] = Future()
         self.jobs.put(Job(name, params, outs_dir, report, future))
-        if len(self.threads) < self.workers:  # a worker's copy is made only when needed
-            thread = threading.Thread(target=self._work, daemon=True)
-            thread.start()
-            self.threads.append(thread)
+        self.start(self.jobs.qsize())
         return future
 
     def close(self, abandon: bool = False) -> None:
@@ -132,18 +129,31 @@ class Importer:
             thread.join()
         self.threads = []
 
+    def start(self, workers: int) -> None:
+        """Up to ``workers`` workers, started now: their copy and DVC process are made while
+        the tasks still queue and run, not after the first point is done."""
+        while len(self.threads) < min(workers, self.workers):
+            thread = threading.Thread(target=self._work, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
     def _work(self) -> None:
         copy: Copy | None = None
         saver: Saver | None = None
+        broken = ""
         try:
+            try:
+                copy = Copy.make(self.root, self.files, [], self.base, self.cache, self.parent)
+                saver = Saver(copy.path)
+            except UserError as exc:
+                broken = str(exc)
+            except Exception as exc:  # noqa: BLE001 - the points fail, not the sweep
+                broken = f"import failed: {exc}"
             while (job := self.jobs.get()) is not None:
+                if copy is None or saver is None:
+                    job.future.set_result(Imported(error=broken))
+                    continue
                 try:
-                    if copy is None:
-                        copy = Copy.make(
-                            self.root, self.files, [], self.base, self.cache, self.parent
-                        )
-                        saver = Saver(copy.path)
-                    assert saver is not None
                     job.future.set_result(self._one(copy, saver, job))
                 except UserError as exc:
                     job.future.set_result(Imported(error=str(exc)))

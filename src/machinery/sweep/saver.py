@@ -18,8 +18,26 @@ import tempfile
 LOG_TAIL = 4000
 
 
+# What ``dvc exp save`` imports on its first run (about half of its time): imported while the
+# worker waits for the first finished point.
+WARM = (
+    "dvc.repo",
+    "dvc.repo.experiments.save",
+    "dvc.repo.experiments.queue.celery",
+    "dvc.commands.experiments.save",
+)
+
+
 def serve() -> None:
+    import importlib
+
     from dvc.cli import main as dvc_main
+
+    for name in WARM:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # another DVC version: it is imported on first use instead
+            pass
 
     # Replies go to the original stdout; DVC's own output of each command to a file of its own.
     replies = os.fdopen(os.dup(1), "w")
