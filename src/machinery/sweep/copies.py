@@ -10,6 +10,7 @@ outputs are already in the shared cache).
 
 from __future__ import annotations
 
+import configparser
 import os
 import shutil
 import subprocess
@@ -53,7 +54,29 @@ def head(root: Path) -> str:
 
 
 def cache_dir(root: Path) -> str:
-    return run([DVC, "cache", "dir"], root).strip()
+    """The project's DVC cache: read from ``.dvc/config(.local)``, as ``dvc cache dir`` would
+    say, without a DVC start-up (over a second on a loaded runner). A user-wide or system
+    config may set it too: then DVC is asked."""
+    found: str | None = None
+    for name in ("config", "config.local"):  # the later one wins, as in DVC
+        path = root / ".dvc" / name
+        if not path.is_file():
+            continue
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read(path)
+        except configparser.Error:
+            return run([DVC, "cache", "dir"], root).strip()
+        if parser.has_option("cache", "dir"):
+            value = os.path.expanduser(parser.get("cache", "dir").strip().strip("'\""))
+            found = str((path.parent / value).resolve())
+    if found is not None:
+        return found
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    outside = [Path(xdg) / "dvc" / "config", Path("/etc/xdg/dvc/config")]
+    if any(p.is_file() for p in outside):
+        return run([DVC, "cache", "dir"], root).strip()
+    return str((root / ".dvc" / "cache").resolve())
 
 
 class Copy:
