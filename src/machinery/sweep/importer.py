@@ -63,6 +63,14 @@ class Saver:
             text=True,
         )
 
+    def warm(self) -> None:
+        """A first command loads what every later one reuses (the pipeline, DVC's lazy
+        imports): done here, while the tasks still run, its outcome does not matter."""
+        try:
+            self(["status"])
+        except UserError:
+            pass
+
     def __call__(self, argv: list[str]) -> None:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(json.dumps({"cwd": str(self.cwd), "argv": argv}) + "\n")
@@ -145,6 +153,7 @@ class Importer:
             try:
                 copy = Copy.make(self.root, self.files, [], self.base, self.cache, self.parent)
                 saver = Saver(copy.path)
+                saver.warm()
             except UserError as exc:
                 broken = str(exc)
             except Exception as exc:  # noqa: BLE001 - the points fail, not the sweep
