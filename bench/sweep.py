@@ -16,7 +16,8 @@ array. Three ways, timed end to end:
 
 Prints the ratios and the array's own breakdown: Slurm's part (queue wait of the first task,
 submit to the last task's end) apart from ours (stage-in, watch overhead, stage-out, import as
-DVC experiments). Target: the array ≥ 0.8·K× faster than the six offloads on the Slurm part.
+DVC experiments: only the part after the last task ended, as points are imported while the
+others still run). Target: the array ≥ 0.8·K× faster than the six offloads on the Slurm part.
 Writes bench/results/sweep.json. The machine may be shared: the figures are noisy.
 """
 
@@ -162,7 +163,7 @@ def main() -> None:
     print(f"  six local sequential runs    {local['wall_s']:7.1f} s")
     print(
         f"  offloads / array: {r['offloads_over_array_total']:.2f}x end to end,"
-        f" {r['offloads_over_array_without_import']:.2f}x without the experiments' import"
+        f" {r['offloads_over_array_without_import']:.2f}x without the import after the array"
         f" (target ≥ {r['target_offloads_over_array']:.1f}x)"
     )
     print(f"  local / array:    {r['local_over_array_total']:.2f}x")

@@ -10,15 +10,15 @@ is staged out again, nothing is submitted).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
-import shutil
 import sys
 import tarfile
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 import yaml
@@ -27,7 +27,13 @@ from machinery.errors import UserError
 from machinery.files import sha256_file
 from machinery.provenance import stage_env
 from machinery.slurm import diskspace, envscript, remote, script
-from machinery.slurm.accounting import SACCT_FORMAT, JobRecord, cpu_efficiency, report_from_record
+from machinery.slurm.accounting import (
+    SACCT_FORMAT,
+    JobRecord,
+    cpu_efficiency,
+    is_final,
+    report_from_record,
+)
 from machinery.slurm.offload import Interrupted, _ignore_signals, cancel_on_signals
 from machinery.slurm.polling import fields
 from machinery.slurm.settings import SlurmSettings
@@ -37,7 +43,8 @@ from machinery.slurm.connect import make_transport
 from machinery.slurm.transport import ConnectionLost, RemoteTimeout, Transport
 from machinery.sweep import arrayscript as ascript
 from machinery.sweep.arraystate import ArrayState, all_final, parse_array_sacct, states_from_sacct
-from machinery.sweep.copies import PARAMS_FILE, Copy, read_metrics, run
+from machinery.sweep.copies import PARAMS_FILE, run
+from machinery.sweep.importer import Imported, Importer
 from machinery.sweep.record import PointResult, SweepRecord, load_record
 
 TAIL_LINES = 20
@@ -84,6 +91,12 @@ class ArraySweep:
             self.prior = load_record(root)
         except UserError:
             pass
+        # Points handed to the importer as their task ended (while the others still run).
+        self.importer: Importer | None = None
+        self.scratch = Path()
+        self.futures: dict[int, Future[Imported]] = {}
+        self.missing: dict[int, list[str]] = {}
+        self.kept: dict[int, PointResult] = {}
 
     def say(self, message: str) -> None:
         print(f"[sweep] {message}", file=sys.stderr, flush=True)
@@ -118,8 +131,15 @@ class ArraySweep:
                 self._probe()
                 if self.job_id is None:
                     self._submit()
-                state, records = self._watch()
-                results = self._collect(state, records)
+                with tempfile.TemporaryDirectory(prefix="mlops-sweep-") as tmp:
+                    self._start_import(Path(tmp))
+                    try:
+                        state, records = self._watch()
+                        results = self._collect(state, records)
+                    except BaseException:
+                        self._stop_import(abandon=True)  # a cancel waits for no import
+                        raise
+                    self._stop_import()
                 self._release()
         except Interrupted as exc:
             _ignore_signals()
@@ -226,7 +246,8 @@ class ArraySweep:
             return True  # the controller did not answer: try again (sacct is not live)
         if not body.strip():
             return False
-        state.update_squeue(body, self.job_id)
+        for i in state.update_squeue(body, self.job_id):
+            self.say(f"task {self.job_id}_{i} requeued; it runs again")
         return True
 
     def _sacct(self) -> str:
@@ -246,6 +267,7 @@ class ArraySweep:
             if line != last:
                 self.say(line)
                 last = line
+            self._hand_over_done(state)
             if state.final or (not known and len(state.states) == state.points):
                 break
             if not known and not state.states:
@@ -266,8 +288,6 @@ class ArraySweep:
 
     def _collect(self, state: ArrayState, records: dict[int, JobRecord]) -> list[PointResult]:
         assert self.layout is not None
-        outs = [o for s in self.request.stages for o in s.stage.outs]
-        made = [o for o in outs if not Path(o).is_relative_to(REPORT_DIR)]
         results: list[PointResult] = []
         for point in self.request.points:
             st = state.states.get(point.index, "UNKNOWN")
@@ -278,6 +298,7 @@ class ArraySweep:
             if result.reason in PENDING_REASONS:
                 result.reason = ""
             result.task_id = f"{self.job_id}_{point.index}"
+            result.restarts = state.requeues.get(point.index, 0)
             if rec is not None:
                 result.exit_code = rec.exit_code
                 if rec.base_state != "COMPLETED" and rec.reason:
@@ -296,37 +317,121 @@ class ArraySweep:
         failed = [r for r in results if r.state != "COMPLETED"]
         if failed:
             self._tails(failed)
-        ok = [r for r in ok if not self._kept(r)]  # a rerun: imported already
-        if len(ok) < len(results) - len(failed):
-            self.say(f"{len(results) - len(failed) - len(ok)} point(s) already imported")
-        with tempfile.TemporaryDirectory(prefix="mlops-sweep-", dir=None) as tmp:
-            scratch = Path(tmp) / "outs"
-            t0 = time.monotonic()
-            missing = self._stage_out(ok, made, scratch)
-            self.timings["stage_out"] = time.monotonic() - t0
-            for r in ok:
-                if missing.get(r.index):
-                    r.state, r.reason = "FAILED", f"did not produce {', '.join(missing[r.index])}"
-            t1 = time.monotonic()
-            with ThreadPoolExecutor(max_workers=4) as pool:
-                list(pool.map(lambda r: self._import(r, scratch, records, Path(tmp)), ok))
-            self.timings["import"] = time.monotonic() - t1
+        if self.kept:
+            self.say(f"{len(self.kept)} point(s) already imported")
+        # The points not handed over while the array ran (all of them after a reattach to a
+        # finished array): staged out and imported now.
+        rest = [r.index for r in ok if r.index not in self.kept and r.index not in self.futures]
+        rest = [i for i in rest if i not in self.missing]
+        if rest:
+            self._hand_over(rest, records)
+        t1 = time.monotonic()
+        for r in ok:
+            before = self.kept.get(r.index)
+            if before is not None:
+                r.metrics, r.experiment = before.metrics, before.experiment
+            elif self.missing.get(r.index):
+                r.state = "FAILED"
+                r.reason = f"did not produce {', '.join(self.missing[r.index])}"
+            elif r.index in self.futures:
+                imported = self.futures[r.index].result()
+                if imported.error:
+                    r.state, r.reason = "FAILED", imported.error
+                else:
+                    r.metrics, r.experiment = imported.metrics, imported.experiment
+        # Only the import not overlapped with the array's run adds to the sweep's wall time.
+        self.timings["import"] = time.monotonic() - t1
         return results
 
-    def _kept(self, r: PointResult) -> bool:
-        """A point this array already imported (a rerun): its experiment is still there."""
+    def _find_kept(self) -> None:
+        """The points this array already imported (a rerun): their experiments are still
+        there, so they are neither staged out nor saved again."""
         prior = self.prior
         if prior is None or prior.identity != self.key:
-            return False
-        before = next((p for p in prior.points if p.index == r.index and p.ok), None)
-        if before is None or before.name != r.name or not before.experiment:
-            return False
-        try:
-            run(["git", "rev-parse", "--verify", "-q", before.experiment], self.root)
-        except UserError:
-            return False
-        r.metrics, r.experiment = before.metrics, before.experiment
-        return True
+            return
+        for point in self.request.points:
+            before = next((p for p in prior.points if p.index == point.index and p.ok), None)
+            if before is None or before.name != point.name or not before.experiment:
+                continue
+            try:
+                run(["git", "rev-parse", "--verify", "-q", before.experiment], self.root)
+            except UserError:
+                continue
+            self.kept[point.index] = before
+
+    def _start_import(self, tmp: Path) -> None:
+        self._find_kept()
+        self.scratch = tmp / "outs"
+        self.scratch.mkdir()
+        self.importer = Importer(
+            self.root,
+            self.copy_files,
+            self.request.params,
+            self.cache,
+            tmp,
+            [s.stage.name for s in self.request.stages],
+            self._made(),
+            [m for s in self.request.stages for m in s.metrics],
+        )
+        self.importer.start(len(self.request.points) - len(self.kept))
+
+    def _stop_import(self, abandon: bool = False) -> None:
+        if self.importer is not None:
+            self.importer.close(abandon)
+            self.importer = None
+
+    def _made(self) -> list[str]:
+        """The outs a task makes (the Slurm record is written here, from sacct)."""
+        outs = [o for s in self.request.stages for o in s.stage.outs]
+        return [o for o in outs if not Path(o).is_relative_to(REPORT_DIR)]
+
+    def _hand_over_done(self, state: ArrayState) -> None:
+        """The tasks that ended well since the last poll, with their sacct figures in: staged
+        out (one tar) and handed to the importer while the others still run."""
+        new = [
+            i
+            for i, st in state.states.items()
+            if st == "COMPLETED" and i not in self.futures and i not in self.kept
+        ]
+        new = [i for i in new if i not in self.missing]
+        if not new:
+            return
+        records = parse_array_sacct(self._sacct(), self.job_id or "")
+        ready = [i for i in new if is_final(records.get(i))]
+        if ready:
+            self._hand_over(ready, records)
+
+    def _hand_over(self, indexes: list[int], records: dict[int, JobRecord]) -> None:
+        assert self.importer is not None
+        t0 = time.monotonic()
+        missing = self._stage_out(indexes, self._made(), self.scratch)
+        self.timings["stage_out"] = self.timings.get("stage_out", 0.0) + time.monotonic() - t0
+        for i in indexes:
+            if missing.get(i):
+                self.missing[i] = missing[i]
+                continue
+            point = self.request.points[i]
+            self.futures[i] = self.importer.submit(
+                point.name,
+                point.params(self.request.params),
+                self.scratch / str(i),
+                functools.partial(self._point_report, i, records.get(i)),
+            )
+
+    def _point_report(self, index: int, rec: JobRecord | None, where: Path) -> None:
+        """A swept stage that declares the offload's record gets one per point, from sacct."""
+        if rec is None:
+            return
+        for s in self.request.stages:
+            if any(Path(o).is_relative_to(REPORT_DIR) for o in s.stage.outs):
+                report_from_record(
+                    rec,
+                    stage=s.stage.name,
+                    transport=self.transport.name,
+                    identity=f"{self.key}_{index}",
+                    reattached=self.reattached,
+                    timings={},
+                ).write(where)
 
     def _tails(self, failed: list[PointResult]) -> None:
         assert self.layout is not None
@@ -342,11 +447,10 @@ class ArraySweep:
                 current.log_tail.append(line)
 
     def _stage_out(
-        self, ok: list[PointResult], outs: list[str], scratch: Path
+        self, indexes: list[int], outs: list[str], scratch: Path
     ) -> dict[int, list[str]]:
         assert self.layout is not None
-        scratch.mkdir(parents=True)
-        paths = [f"{r.index}/{o}" for r in ok for o in outs]
+        paths = [f"{i}/{o}" for i in indexes for o in outs]
         if not paths:
             return {}
         errors: list[str] = []
@@ -368,47 +472,6 @@ class ArraySweep:
                 i, _, out = line.removeprefix("missing: ").partition("/")
                 missing.setdefault(int(i), []).append(out)
         return missing
-
-    def _import(
-        self, r: PointResult, scratch: Path, records: dict[int, JobRecord], parent: Path
-    ) -> None:
-        point = self.request.points[r.index]
-        if r.state != "COMPLETED":
-            return
-        copy = Copy.make(
-            self.root,
-            self.copy_files,
-            [],
-            point.params(self.request.params),
-            self.cache,
-            parent,
-        )
-        try:
-            for path in (scratch / str(r.index)).rglob("*"):
-                if path.is_file():
-                    dest = copy.path / path.relative_to(scratch / str(r.index))
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(path, dest)
-            rec = records.get(r.index)
-            for s in self.request.stages:
-                if rec is not None and any(
-                    Path(o).is_relative_to(REPORT_DIR) for o in s.stage.outs
-                ):
-                    report_from_record(
-                        rec,
-                        stage=s.stage.name,
-                        transport=self.transport.name,
-                        identity=f"{self.key}_{r.index}",
-                        reattached=self.reattached,
-                        timings={},
-                    ).write(copy.path)
-            metrics = [m for s in self.request.stages for m in s.metrics]
-            r.metrics = read_metrics(copy.path, metrics)
-            r.experiment = copy.save(point.name, [s.stage.name for s in self.request.stages])
-        except UserError as exc:
-            r.state, r.reason = "FAILED", str(exc)
-        finally:
-            copy.remove()
 
     def _record(self, results: list[PointResult], records: dict[int, JobRecord]) -> SweepRecord:
         used = sum(r.total_cpu_s or 0.0 for r in records.values())

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from machinery.slurm.accounting import SACCT_FIELDS, TERMINAL, JobRecord, is_final, parse_sacct
+from machinery.slurm.polling import REQUEUED
 
 ACTIVE_RUNNING = {"RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED", "STOPPED"}
 
@@ -29,14 +30,27 @@ class ArrayState:
     points: int
     states: dict[int, str] = field(default_factory=dict)
     reasons: dict[int, str] = field(default_factory=dict)
+    started: set[int] = field(default_factory=set)
+    requeues: dict[int, int] = field(default_factory=dict)  # per task, as a single job's
 
-    def update_squeue(self, text: str, job_id: str) -> None:
+    def update_squeue(self, text: str, job_id: str) -> list[int]:
+        """The tasks' states; returns the ones requeued since the last call (a task that ran
+        is pending again: scontrol requeue, a node failure, preemption with requeue)."""
+        requeued: list[int] = []
         for line in text.splitlines():
             spec, _, rest = line.partition("|")
             state, _, reason = rest.partition("|")
             for i in task_ids(spec.strip(), job_id):
-                self.states[i] = state.split(" ")[0]
+                base = state.split(" ")[0]
+                if base in ("RUNNING", "COMPLETING"):
+                    self.started.add(i)
+                elif i in self.started and base in REQUEUED:
+                    self.started.discard(i)
+                    self.requeues[i] = self.requeues.get(i, 0) + 1
+                    requeued.append(i)
+                self.states[i] = base
                 self.reasons[i] = "" if reason in ("None", "") else reason
+        return requeued
 
     def count(self, which: str) -> int:
         if which == "done":

@@ -10,6 +10,7 @@ outputs are already in the shared cache).
 
 from __future__ import annotations
 
+import configparser
 import os
 import shutil
 import subprocess
@@ -17,7 +18,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -53,7 +54,29 @@ def head(root: Path) -> str:
 
 
 def cache_dir(root: Path) -> str:
-    return run([DVC, "cache", "dir"], root).strip()
+    """The project's DVC cache: read from ``.dvc/config(.local)``, as ``dvc cache dir`` would
+    say, without a DVC start-up (over a second on a loaded runner). A user-wide or system
+    config may set it too: then DVC is asked."""
+    found: str | None = None
+    for name in ("config", "config.local"):  # the later one wins, as in DVC
+        path = root / ".dvc" / name
+        if not path.is_file():
+            continue
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            parser.read(path)
+        except configparser.Error:
+            return run([DVC, "cache", "dir"], root).strip()
+        if parser.has_option("cache", "dir"):
+            value = os.path.expanduser(parser.get("cache", "dir").strip().strip("'\""))
+            found = str((path.parent / value).resolve())
+    if found is not None:
+        return found
+    xdg = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    outside = [Path(xdg) / "dvc" / "config", Path("/etc/xdg/dvc/config")]
+    if any(p.is_file() for p in outside):
+        return run([DVC, "cache", "dir"], root).strip()
+    return str((root / ".dvc" / "cache").resolve())
 
 
 class Copy:
@@ -91,16 +114,23 @@ class Copy:
         local.write_text(f"[cache]\n    dir = {cache}\n")
         return cls(root, path)
 
-    def save(self, name: str, stages: list[str]) -> str:
+    def save(
+        self, name: str, stages: list[str], dvc: Callable[[list[str]], None] | None = None
+    ) -> str:
         """``dvc exp save`` of the swept ``stages`` here (the others, e.g. a report stage that
         did not run for this point, keep their dvc.lock entries), then the ref into the
-        workspace; returns the ref."""
+        workspace; returns the ref. ``dvc`` runs the command (a long-lived worker's), else a
+        ``dvc`` process of its own."""
         extra: list[str] = []
         if not run(["git", "ls-files", "dvc.lock"], self.path).strip():
             # A project whose dvc.lock is not committed yet: DVC only takes an untracked lock
             # file that existed before its commit step, and here it is made by that step.
             extra = ["--include-untracked", "dvc.lock"]
-        run([DVC, "exp", "save", "--force", "-n", name, *extra, *stages], self.path, env=_git_env())
+        argv = ["exp", "save", "--force", "-n", name, *extra, *stages]
+        if dvc is not None:
+            dvc(argv)
+        else:
+            run([DVC, *argv], self.path, env=git_env())
         refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps/"], self.path)
         ref = next((r for r in refs.split() if r.endswith("/" + name)), "")
         if not ref:
@@ -120,7 +150,7 @@ def tool_env() -> dict[str, str]:
     return env
 
 
-def _git_env() -> dict[str, str]:
+def git_env() -> dict[str, str]:
     """An experiment commit needs an author even on a runner without git config."""
     env = tool_env()
     env.setdefault("GIT_AUTHOR_NAME", "mlops sweep")

@@ -30,6 +30,7 @@ class PointResult:
     alloc_cpus: int | None = None
     cpu_efficiency: float | None = None
     experiment: str | None = None  # the exp ref in the workspace's git
+    restarts: int = 0  # times Slurm requeued the point's task
 
     @property
     def ok(self) -> bool:
