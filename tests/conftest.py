@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,14 @@ import pytest
 from tests.support.s3 import S3Server
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A make that tests start runs as from a fresh shell, also when `make test` started pytest:
+    with make's variables inherited it is a sub-make, which adds "make[1]: Entering/Leaving
+    directory" lines to its output (a fork test read the wrong line only under `make test`)."""
+    for name in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
+        os.environ.pop(name, None)
 
 
 @pytest.fixture(scope="session")
