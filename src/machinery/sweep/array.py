@@ -5,7 +5,8 @@ Stage-in once (the code snapshot and the shared deps, read-only for every task, 
 whole array, one stage-out of every finished point's outs; then each point becomes a DVC
 experiment in its own copy of the workspace. The array's identity is the grid plus the code,
 deps and params outside the grid: a rerun finds the same array and reattaches (a finished one
-is staged out again, nothing is submitted).
+is staged out again, nothing is submitted); if some of its tasks ended FAILED, PREEMPTED,
+CANCELLED, ... a rerun submits one new array over just those points (machinery.sweep.resubmit).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from machinery.provenance import stage_env
 from machinery.slurm import diskspace, envscript, remote, script
 from machinery.slurm.accounting import (
     SACCT_FORMAT,
+    TERMINAL,
     JobRecord,
     cpu_efficiency,
     is_final,
@@ -42,6 +44,7 @@ from machinery.slurm.staging import CachePlan, Snapshot, human
 from machinery.slurm.connect import make_transport
 from machinery.slurm.transport import ConnectionLost, RemoteTimeout, Transport
 from machinery.sweep import arrayscript as ascript
+from machinery.sweep import resubmit
 from machinery.sweep.arraystate import ArrayState, all_final, parse_array_sacct, states_from_sacct
 from machinery.sweep.copies import PARAMS_FILE, run
 from machinery.sweep.importer import Imported, Importer
@@ -97,6 +100,12 @@ class ArraySweep:
         self.futures: dict[int, Future[Imported]] = {}
         self.missing: dict[int, list[str]] = {}
         self.kept: dict[int, PointResult] = {}
+        # After a resubmission: point index → the array whose task for it counts, the states
+        # of the points an earlier array finished, and the run dir's array history.
+        self.owner: dict[int, str] = {}
+        self.earlier: dict[int, str] = {}
+        self.history = ""
+        self.resubmitted: list[int] = []
 
     def say(self, message: str) -> None:
         print(f"[sweep] {message}", file=sys.stderr, flush=True)
@@ -165,9 +174,63 @@ class ArraySweep:
         if workdir == "~" or workdir.startswith("~/"):
             workdir = info["home"] + workdir[1:]
         self.layout = script.Layout(workdir, self.key, self.nonce)
-        if info.get("job"):
-            self.job_id, self.reattached = info["job"], True
-            self.say(f"reattaching to array {self.job_id} (identity {self.key})")
+        if not info.get("job"):
+            return
+        self.job_id = info["job"]
+        redo = self._survey()
+        if redo:
+            self._resubmit(redo)
+            self._survey()
+            return
+        self.reattached = True
+        self.say(f"reattaching to array {self.job_id} (identity {self.key})")
+
+    def _owner(self, index: int) -> str:
+        return self.owner.get(index, self.job_id or "")
+
+    def _survey(self) -> list[int]:
+        """Each point's latest task's state, over every array of this identity; returns the
+        points to submit again: those not COMPLETED once every task has ended (as a single
+        offload replaces a job that ended FAILED, PREEMPTED, ...), none while any still runs."""
+        assert self.layout is not None and self.job_id is not None
+        n = len(self.request.points)
+        self.history = self.transport.run(resubmit.render_history(self.layout), timeout=60).text
+        self.owner = resubmit.owners(self.history, self.job_id, n)
+        states: dict[int, str] = {}
+        for job in sorted(set(self.owner.values())):
+            st = ArrayState(n)
+            if not self._poll(st, job):
+                states_from_sacct(st, self._sacct(job), job)
+            states.update({i: s for i, s in st.states.items() if self.owner.get(i) == job})
+        self.earlier = {i: s for i, s in states.items() if self.owner[i] != self.job_id}
+        # Resubmit only on a full, final picture: a task still running is watched (a later
+        # rerun replaces it if it fails), and a silent controller must not resubmit the grid.
+        if len(states) < n or any(s not in TERMINAL for s in states.values()):
+            return []
+        return [i for i in range(n) if states[i] != "COMPLETED"]
+
+    def _resubmit(self, redo: list[int]) -> None:
+        assert self.layout is not None and self.job_id is not None
+        old, n, k = self.job_id, len(self.request.points), self.request.max_parallel
+        cmd = resubmit.render_resubmit(self.layout, old, redo, n, k, self._made())
+        res = self.transport.run(cmd, timeout=120)
+        if res.rc == 3:
+            why = res.error_line.removeprefix("sbatch: error: ")
+            raise UserError(f"sbatch refused the array: {why}")
+        if res.rc != 0:
+            raise UserError(f"resubmitting on the login node failed: {res.error_line}")
+        info = fields(res.text)
+        if "attach" in info:
+            self.job_id, self.reattached = info["attach"], True
+            self.say(f"attached to array {self.job_id} submitted by a concurrent run")
+            return
+        self.job_id, self.resubmitted = info["submitted"], sorted(redo)
+        names = ", ".join(self.request.points[i].name for i in self.resubmitted)
+        self.say(
+            f"array {old} of this identity ended with {len(redo)} of {n} point(s) not "
+            f"completed ({names}); submitted array {self.job_id} over them "
+            f"(--array={resubmit.spec(redo)}%{k}, identity {self.key})"
+        )
 
     def script_text(self, layout: script.Layout, venv: str | None) -> str:
         first = self.request.stages[0].stage.name
@@ -237,26 +300,38 @@ class ArraySweep:
             f"(--array=0-{n - 1}%{k}, identity {self.key})"
         )
 
-    def _poll(self, state: ArrayState) -> bool:
+    def _poll(self, state: ArrayState, job: str | None = None) -> bool:
         """One squeue round; False when squeue no longer knows the array."""
         assert self.layout is not None and self.job_id is not None
-        res = self.transport.run(ascript.render_array_poll(self.job_id, self.layout), timeout=60)
+        job = job or self.job_id
+        res = self.transport.run(ascript.render_array_poll(job, self.layout), timeout=60)
         head, _, body = res.text.partition("\n")
         if head != "rc=0":
             return True  # the controller did not answer: try again (sacct is not live)
         if not body.strip():
             return False
-        for i in state.update_squeue(body, self.job_id):
-            self.say(f"task {self.job_id}_{i} requeued; it runs again")
+        for i in state.update_squeue(body, job):
+            self.say(f"task {job}_{i} requeued; it runs again")
         return True
 
-    def _sacct(self) -> str:
+    def _sacct(self, job: str | None = None) -> str:
         assert self.job_id is not None
-        res = self.transport.run(ascript.render_array_sacct(self.job_id, SACCT_FORMAT), timeout=60)
+        job = job or self.job_id
+        res = self.transport.run(ascript.render_array_sacct(job, SACCT_FORMAT), timeout=60)
         return res.text.split("@@RC@@=")[0]
+
+    def _records(self) -> dict[int, JobRecord]:
+        """sacct's record of each point's latest task (from an earlier array after a
+        resubmission)."""
+        out: dict[int, JobRecord] = {}
+        for job in sorted(set(self.owner.values()) | {self.job_id or ""}):
+            recs = parse_array_sacct(self._sacct(job), job)
+            out.update({i: r for i, r in recs.items() if self._owner(i) == job})
+        return out
 
     def _watch(self) -> tuple[ArrayState, dict[int, JobRecord]]:
         state = ArrayState(len(self.request.points))
+        state.states.update(self.earlier)  # the points an earlier array finished
         last = ""
         t0 = time.monotonic()
         while True:
@@ -277,10 +352,10 @@ class ArraySweep:
         self.finished = True
         t1 = time.monotonic()
         deadline = t1 + self.settings.accounting_wait
-        records = parse_array_sacct(self._sacct(), self.job_id or "")
+        records = self._records()
         while not all_final(records, state.points) and time.monotonic() < deadline:
             time.sleep(0.5)
-            records = parse_array_sacct(self._sacct(), self.job_id or "")
+            records = self._records()
         self.timings["accounting"] = time.monotonic() - t1
         return state, records
 
@@ -289,6 +364,7 @@ class ArraySweep:
     def _collect(self, state: ArrayState, records: dict[int, JobRecord]) -> list[PointResult]:
         assert self.layout is not None
         results: list[PointResult] = []
+        runs = resubmit.submissions(self.history, len(self.request.points))
         for point in self.request.points:
             st = state.states.get(point.index, "UNKNOWN")
             rec = records.get(point.index)
@@ -297,8 +373,9 @@ class ArraySweep:
             result.reason = "" if st == "COMPLETED" else state.reasons.get(point.index, "")
             if result.reason in PENDING_REASONS:
                 result.reason = ""
-            result.task_id = f"{self.job_id}_{point.index}"
+            result.task_id = f"{self._owner(point.index)}_{point.index}"
             result.restarts = state.requeues.get(point.index, 0)
+            result.resubmits = runs[point.index] - 1
             if rec is not None:
                 result.exit_code = rec.exit_code
                 if rec.base_state != "COMPLETED" and rec.reason:
@@ -396,7 +473,7 @@ class ArraySweep:
         new = [i for i in new if i not in self.missing]
         if not new:
             return
-        records = parse_array_sacct(self._sacct(), self.job_id or "")
+        records = self._records()
         ready = [i for i in new if is_final(records.get(i))]
         if ready:
             self._hand_over(ready, records)
@@ -491,6 +568,7 @@ class ArraySweep:
             identity=self.key,
             job_id=self.job_id,
             reattached=self.reattached,
+            resubmitted=self.resubmitted,
             wall_s=wall,
             alloc_cpu_s=round(alloc, 3) if records else None,
             total_cpu_s=round(used, 3) if records else None,
