@@ -40,6 +40,14 @@ def train() -> None:
             sys.exit("error: train.fail_once: failing this once")
         except FileExistsError:
             pass
+    if p.get("hold_once"):
+        # The same, but the first task waits instead, to be cancelled or preempted.
+        try:
+            os.close(os.open(os.path.expanduser(p["hold_once"]), os.O_CREAT | os.O_EXCL))
+            print("waiting to be cancelled", flush=True)
+            time.sleep(600)
+        except FileExistsError:
+            pass
     rows = _rows("train")
     model: dict[str, object] = {"estimator": p["estimator"]}
     if p["estimator"] == "ridge":

@@ -1,6 +1,6 @@
-"""A rerun after some tasks of the array did not complete: as a single offload submits its job
-again (tests/slurm/test_no_accounting_cluster.py, PREEMPTED), the sweep submits one new array
-over just those points and keeps the others' experiments."""
+"""A rerun after some tasks of the array did not complete (FAILED, CANCELLED): as a single
+offload submits its job again (tests/slurm/test_no_accounting_cluster.py, PREEMPTED), the sweep
+submits one new array over just those points and keeps the others' experiments."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurm.conftest import Cluster
+from tests.slurm.conftest import Cluster, wait_for_line
 from tests.sweep.project import SweepProject, make_sweep_project
 from tests.sweep.test_array_faults import submitted
 
@@ -73,5 +73,45 @@ def test_a_rerun_resubmits_only_the_point_whose_task_failed(
         assert "submitted array" not in third.stderr
         assert f"reattaching to array {new}" in third.stderr
         assert cluster.jobs_named(name) == sorted(expected)
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def test_a_rerun_after_a_cancelled_task_resubmits_that_point(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    token = secrets.token_hex(4)
+    marker = cluster.home_path(f".mlops-sweep-hold-{token}")
+    project = make_sweep_project(tmp_path / "p", token, train={"hold_once": f"~/{marker.name}"})
+    argv = ("train", "-S", "train.ridge.alpha=0,1", "--max-parallel", "2")
+    proc = project.popen(*argv, env=cluster.env())
+    try:
+        lines: list[str] = []
+        wait_for_line(lines, "1/2 done, 1 running", proc, timeout=120)
+        job = submitted(lines)
+        held = cluster.slurm("squeue", "-h", "-j", job, "-t", "RUNNING", "-o", "%i").split()
+        assert len(held) == 1, held
+        # Cancelled by someone else (an admin, a reservation): not by this sweep's SIGTERM.
+        cluster.slurm("scancel", held[0])
+        _, err = proc.communicate(timeout=120)
+        err = "".join(lines) + err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    try:
+        assert proc.returncode == 1, err
+        bad = int(held[0].split("_")[1])
+        record = json.loads((project.path / "reports/sweep.json").read_text())
+        assert record["points"][bad]["state"] == "CANCELLED", err
+
+        rerun = project.sweep(*argv, env=cluster.env())
+        assert rerun.returncode == 0, rerun.stderr
+        new = submitted([rerun.stderr])
+        assert f"(--array={bad}%2," in rerun.stderr
+        again = json.loads((project.path / "reports/sweep.json").read_text())
+        assert all(p["state"] == "COMPLETED" and p["experiment"] for p in again["points"])
+        assert again["points"][bad]["task_id"] == f"{new}_{bad}"
+        assert sorted(exp_commits(project)) == sorted(p["name"] for p in again["points"])
     finally:
         marker.unlink(missing_ok=True)
