@@ -85,8 +85,8 @@ def test_a_rerun_after_a_cancelled_task_resubmits_that_point(
     project = make_sweep_project(tmp_path / "p", token, train={"hold_once": f"~/{marker.name}"})
     argv = ("train", "-S", "train.ridge.alpha=0,1", "--max-parallel", "2")
     proc = project.popen(*argv, env=cluster.env())
+    lines: list[str] = []
     try:
-        lines: list[str] = []
         wait_for_line(lines, "1/2 done, 1 running", proc, timeout=120)
         job = submitted(lines)
         held = cluster.slurm("squeue", "-h", "-j", job, "-t", "RUNNING", "-o", "%i").split()
@@ -99,6 +99,9 @@ def test_a_rerun_after_a_cancelled_task_resubmits_that_point(
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+            # The held task would keep a CPU of the shared cluster for 10 minutes.
+            if "submitted array " in "".join(lines):
+                cluster.slurm("scancel", submitted(lines))
     try:
         assert proc.returncode == 1, err
         bad = int(held[0].split("_")[1])
