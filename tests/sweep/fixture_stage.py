@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,22 @@ def _rows(part: str) -> list[tuple[float, float]]:
 def train() -> None:
     p = _params()
     time.sleep(float(p.get("sleep", 0)))  # a long point, for the tests that interrupt one
+    if p.get("fail_once"):
+        # The first task to get here fails, once (the marker is made atomically): a point whose
+        # task ended FAILED, for the tests of a rerun.
+        try:
+            os.close(os.open(os.path.expanduser(p["fail_once"]), os.O_CREAT | os.O_EXCL))
+            sys.exit("error: train.fail_once: failing this once")
+        except FileExistsError:
+            pass
+    if p.get("hold_once"):
+        # The same, but the first task waits instead, to be cancelled or preempted.
+        try:
+            os.close(os.open(os.path.expanduser(p["hold_once"]), os.O_CREAT | os.O_EXCL))
+            print("waiting to be cancelled", flush=True)
+            time.sleep(600)
+        except FileExistsError:
+            pass
     rows = _rows("train")
     model: dict[str, object] = {"estimator": p["estimator"]}
     if p["estimator"] == "ridge":

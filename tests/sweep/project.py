@@ -124,13 +124,17 @@ class SweepProject:
 
 
 def make_sweep_project(
-    path: Path, token: str = "", slurm: dict[str, Any] | None = None, sleep: float = 0.0
+    path: Path,
+    token: str = "",
+    slurm: dict[str, Any] | None = None,
+    sleep: float = 0.0,
+    train: dict[str, Any] | None = None,
 ) -> SweepProject:
     path.mkdir(parents=True, exist_ok=True)
     shutil.copy(HERE / "fixture_stage.py", path / "sweepfix.py")
     (path / "data").mkdir(exist_ok=True)
     (path / "data/points.csv").write_text(points_csv())
-    params = {**PARAMS, "train": {**PARAMS["train"], "sleep": sleep}}
+    params = {**PARAMS, "train": {**PARAMS["train"], "sleep": sleep, **(train or {})}}
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (path / "dvc.yaml").write_text(yaml.safe_dump(fixture_dvc_yaml(token), sort_keys=False))
     settings = slurm or {"env": {"kind": "none"}, "job": {"cpus": 1, "time": "00:10:00"}}

@@ -9,7 +9,7 @@ import pytest
 
 from machinery.sweep.record import PointResult, SweepRecord
 from machinery.sweep.section import render_section
-from tests.support.markdown import raw_html, table_with_header
+from tests.support.markdown import alignments, raw_html, table_with_header
 from tests.support.report_project import Mlops, ReportProject
 
 HOSTILE = "<img src=x onerror=alert(1)>|"
@@ -54,6 +54,10 @@ def check_section(md: str) -> None:
         ["", "estimator-logreg-2", "logreg", "–", "0.95", "0.25"],
         ["", "estimator-svc-0", "svc", "1", "0.91", "0.3"],
     ]
+    # Numbers right-aligned (GFM `---:`), as in the rest of the comment: the numeric param
+    # (its "–" cells aside) and the metrics; names and the string param left.
+    section = md[md.index("### Sweep") :]
+    assert alignments(section) == [["", "", "", "right", "right", "right"], ["", "", "", ""]]
     failed = table_with_header(md, "experiment", "params", "state", "reason")
     assert failed[1:] == [
         ["estimator-svc_svc.C--1", "train.estimator=svc, train.svc.C=-1", "FAILED", "exit code 1"]

@@ -5,123 +5,32 @@ Stage-in once (the code snapshot and the shared deps, read-only for every task, 
 whole array, one stage-out of every finished point's outs; then each point becomes a DVC
 experiment in its own copy of the workspace. The array's identity is the grid plus the code,
 deps and params outside the grid: a rerun finds the same array and reattaches (a finished one
-is staged out again, nothing is submitted).
+is staged out again, nothing is submitted); if some of its tasks ended FAILED, PREEMPTED,
+CANCELLED, ... a rerun submits one new array over just those points (machinery.sweep.resubmit).
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
-import secrets
-import sys
-import tarfile
 import tempfile
 import time
-from concurrent.futures import Future
 from pathlib import Path
 
-import yaml
-
 from machinery.errors import UserError
-from machinery.files import sha256_file
-from machinery.provenance import stage_env
-from machinery.slurm import diskspace, envscript, remote, script
-from machinery.slurm.accounting import (
-    SACCT_FORMAT,
-    JobRecord,
-    cpu_efficiency,
-    is_final,
-    report_from_record,
-)
+from machinery.slurm import remote
+from machinery.slurm.accounting import JobRecord
 from machinery.slurm.offload import Interrupted, _ignore_signals, cancel_on_signals
 from machinery.slurm.polling import fields
-from machinery.slurm.settings import SlurmSettings
-from machinery.slurm.stage import REPORT_DIR, code_files, expand
-from machinery.slurm.staging import CachePlan, Snapshot, human
-from machinery.slurm.connect import make_transport
-from machinery.slurm.transport import ConnectionLost, RemoteTimeout, Transport
-from machinery.sweep import arrayscript as ascript
-from machinery.sweep.arraystate import ArrayState, all_final, parse_array_sacct, states_from_sacct
-from machinery.sweep.copies import PARAMS_FILE, run
-from machinery.sweep.importer import Imported, Importer
-from machinery.sweep.record import PointResult, SweepRecord, load_record
+from machinery.slurm.transport import ConnectionLost, RemoteTimeout
+from machinery.sweep.arraybase import KEY_PREFIX
+from machinery.sweep.arraysubmit import Submitting, dry_run_text
+from machinery.sweep.arraywatch import Watching
+from machinery.sweep.record import PointResult, SweepRecord
 
-TAIL_LINES = 20
-KEY_PREFIX = "sweep-"
-PENDING_REASONS = {"JobArrayTaskLimit", "Priority", "Resources", "BeginTime", "None"}
+__all__ = ["ArraySweep", "KEY_PREFIX", "dry_run_text"]
 
 
-class ArraySweep:
-    def __init__(
-        self,
-        settings: SlurmSettings,
-        root: Path,
-        request: object,
-        files: list[str],
-        extra: list[str],
-        cache: str,
-        transport: Transport | None = None,
-    ):
-        from machinery.sweep.run import SweepRequest
-
-        assert isinstance(request, SweepRequest)
-        self.settings = settings
-        self.root = root
-        self.request = request
-        self.cache = cache
-        self.transport = transport or make_transport(settings)
-        self.nonce = secrets.token_hex(4)
-        # The code snapshot as a single offload's (no pipeline outs, no DVC state), plus the
-        # shared deps; params.yaml comes per point.
-        self.files = sorted(
-            {f for f in code_files(root) if f != PARAMS_FILE} | set(expand(root, extra))
-        )
-        self.extra = extra
-        # A point's copy gets the workspace as it is (dvc.lock included), not the snapshot.
-        self.copy_files = sorted(set(files) | set(expand(root, extra)))
-        self.job_id: str | None = None
-        self.layout: script.Layout | None = None
-        self.reattached = False
-        self.finished = False
-        self.timings: dict[str, float] = {}
-        self.key = KEY_PREFIX + self.identity()
-        self.prior: SweepRecord | None = None
-        try:
-            self.prior = load_record(root)
-        except UserError:
-            pass
-        # Points handed to the importer as their task ended (while the others still run).
-        self.importer: Importer | None = None
-        self.scratch = Path()
-        self.futures: dict[int, Future[Imported]] = {}
-        self.missing: dict[int, list[str]] = {}
-        self.kept: dict[int, PointResult] = {}
-
-    def say(self, message: str) -> None:
-        print(f"[sweep] {message}", file=sys.stderr, flush=True)
-
-    def point_params(self, index: int) -> str:
-        point = self.request.points[index]
-        return yaml.safe_dump(point.params(self.request.params), sort_keys=False)
-
-    def commands(self) -> list[tuple[str, str]]:
-        return [(s.stage.name, s.cmd) for s in self.request.stages]
-
-    def identity(self) -> str:
-        """The grid's points (their whole params files: so the params outside the grid too),
-        the stages' commands, the code snapshot and the deps."""
-        digest = hashlib.sha256()
-        header = {
-            "commands": self.commands(),
-            "points": [self.point_params(p.index) for p in self.request.points],
-        }
-        digest.update(json.dumps(header, sort_keys=True).encode())
-        for rel in self.files:
-            digest.update(f"\0{rel}\0{sha256_file(self.root / rel)}".encode())
-        return digest.hexdigest()[:16]
-
-    # --- the whole run ---------------------------------------------------------------------
+class ArraySweep(Submitting, Watching):
+    """The parts (arraybase's docstring) run in order, under the offload's signal handling."""
 
     def run(self) -> SweepRecord:
         started = time.monotonic()
@@ -156,323 +65,6 @@ class ArraySweep:
         self.timings["total"] = time.monotonic() - started
         return self._record(results, records)
 
-    def _probe(self) -> None:
-        res = self.transport.run(remote.render_probe(self.settings.workdir, self.key, self.nonce))
-        if res.rc != 0:
-            raise UserError(f"login node: {res.error_line}")
-        info = fields(res.text)
-        workdir = self.settings.workdir
-        if workdir == "~" or workdir.startswith("~/"):
-            workdir = info["home"] + workdir[1:]
-        self.layout = script.Layout(workdir, self.key, self.nonce)
-        if info.get("job"):
-            self.job_id, self.reattached = info["job"], True
-            self.say(f"reattaching to array {self.job_id} (identity {self.key})")
-
-    def script_text(self, layout: script.Layout, venv: str | None) -> str:
-        first = self.request.stages[0].stage.name
-        return ascript.render_array_script(
-            self.settings,
-            layout,
-            self.commands(),
-            len(self.request.points),
-            self.request.max_parallel,
-            venv,
-            stage_env(first, self.root),
-        )
-
-    def _submit(self) -> None:
-        assert self.layout is not None
-        layout, env = self.layout, self.settings.env
-        if env.kind == "apptainer":
-            raise UserError("sweeps run with env.kind venv or none (apptainer: not yet)")
-        scripts: dict[str, str] = {}
-        venv, setup = None, ""
-        if env.kind == "venv":
-            if not (self.root / env.lock).is_file():
-                raise UserError(f"{env.lock}: lock file not found (env.lock in the Slurm settings)")
-            venv = layout.venv(env, (self.root / env.lock).read_bytes())
-            scripts[script.ENV_NAME] = envscript.render_env_build(env, layout, env.lock, venv)
-            setup = envscript.render_env_setup(env, layout, venv)
-        scripts[script.SCRIPT_NAME] = self.script_text(layout, venv)
-        scripts[script.SUBMIT_NAME] = script.render_submit(
-            layout, setup, None, self.settings.prune_after_days
-        )
-        for point in self.request.points:
-            scripts[f"{ascript.POINTS_DIR}/{point.index}/{PARAMS_FILE}"] = self.point_params(
-                point.index
-            )
-        plan = CachePlan()  # the shared deps travel once per array anyway
-        snapshot = Snapshot(self.root, self.files, scripts, plan)
-        t0 = time.monotonic()
-        res = self.transport.run(
-            remote.render_stage_in(layout, self.settings.min_free_mb),
-            feed=snapshot.feed,
-            timeout=env.build_timeout + 600,
-        )
-        self.timings["stage_in"] = time.monotonic() - t0
-        info = fields(res.text)
-        if diskspace.refused(res.rc, res.text):
-            free = diskspace.free_kb(res.text)
-            raise UserError(
-                diskspace.full_line(layout.runs, free, self.settings.min_free_mb)
-                + ": free space there, or lower min_free_mb in slurm.yaml"
-            )
-        if res.rc == 3:
-            raise UserError(
-                f"sbatch refused the array: {res.error_line.removeprefix('sbatch: error: ')}"
-            )
-        if res.rc != 0:
-            raise UserError(f"staging in on the login node failed: {res.error_line}")
-        if "cancelled" in res.text.split():
-            raise UserError("the submission was cancelled")
-        if "attach" in info:
-            self.job_id, self.reattached = info["attach"], True
-            self.say(f"attached to array {self.job_id} submitted by a concurrent run")
-            return
-        self.job_id = info["submitted"]
-        n, k = len(self.request.points), self.request.max_parallel
-        self.say(
-            f"staged in {human(snapshot.sent)}; submitted array {self.job_id} "
-            f"(--array=0-{n - 1}%{k}, identity {self.key})"
-        )
-
-    def _poll(self, state: ArrayState) -> bool:
-        """One squeue round; False when squeue no longer knows the array."""
-        assert self.layout is not None and self.job_id is not None
-        res = self.transport.run(ascript.render_array_poll(self.job_id, self.layout), timeout=60)
-        head, _, body = res.text.partition("\n")
-        if head != "rc=0":
-            return True  # the controller did not answer: try again (sacct is not live)
-        if not body.strip():
-            return False
-        for i in state.update_squeue(body, self.job_id):
-            self.say(f"task {self.job_id}_{i} requeued; it runs again")
-        return True
-
-    def _sacct(self) -> str:
-        assert self.job_id is not None
-        res = self.transport.run(ascript.render_array_sacct(self.job_id, SACCT_FORMAT), timeout=60)
-        return res.text.split("@@RC@@=")[0]
-
-    def _watch(self) -> tuple[ArrayState, dict[int, JobRecord]]:
-        state = ArrayState(len(self.request.points))
-        last = ""
-        t0 = time.monotonic()
-        while True:
-            known = self._poll(state)
-            if not known:
-                states_from_sacct(state, self._sacct(), self.job_id or "")
-            line = state.progress()
-            if line != last:
-                self.say(line)
-                last = line
-            self._hand_over_done(state)
-            if state.final or (not known and len(state.states) == state.points):
-                break
-            if not known and not state.states:
-                raise UserError(f"array {self.job_id}: neither squeue nor sacct knows it")
-            time.sleep(self.settings.poll_interval)
-        self.timings["watch"] = time.monotonic() - t0
-        self.finished = True
-        t1 = time.monotonic()
-        deadline = t1 + self.settings.accounting_wait
-        records = parse_array_sacct(self._sacct(), self.job_id or "")
-        while not all_final(records, state.points) and time.monotonic() < deadline:
-            time.sleep(0.5)
-            records = parse_array_sacct(self._sacct(), self.job_id or "")
-        self.timings["accounting"] = time.monotonic() - t1
-        return state, records
-
-    # --- results ---------------------------------------------------------------------------
-
-    def _collect(self, state: ArrayState, records: dict[int, JobRecord]) -> list[PointResult]:
-        assert self.layout is not None
-        results: list[PointResult] = []
-        for point in self.request.points:
-            st = state.states.get(point.index, "UNKNOWN")
-            rec = records.get(point.index)
-            result = PointResult(point.index, point.name, point.values, st)
-            # squeue's reason on a task that ended is left over from its wait (JobArrayTaskLimit)
-            result.reason = "" if st == "COMPLETED" else state.reasons.get(point.index, "")
-            if result.reason in PENDING_REASONS:
-                result.reason = ""
-            result.task_id = f"{self.job_id}_{point.index}"
-            result.restarts = state.requeues.get(point.index, 0)
-            if rec is not None:
-                result.exit_code = rec.exit_code
-                if rec.base_state != "COMPLETED" and rec.reason:
-                    result.reason = rec.reason
-                result.elapsed_s = rec.elapsed_s
-                result.total_cpu_s = rec.total_cpu_s
-                result.alloc_cpus = rec.alloc_cpus
-                if rec.total_cpu_s is not None:
-                    result.cpu_efficiency = cpu_efficiency(
-                        rec.total_cpu_s, rec.elapsed_s, rec.alloc_cpus
-                    )
-            if st != "COMPLETED" and result.reason in ("", "NonZeroExitCode"):
-                result.reason = f"exit code {result.exit_code}" if result.exit_code else st
-            results.append(result)
-        ok = [r for r in results if r.state == "COMPLETED"]
-        failed = [r for r in results if r.state != "COMPLETED"]
-        if failed:
-            self._tails(failed)
-        if self.kept:
-            self.say(f"{len(self.kept)} point(s) already imported")
-        # The points not handed over while the array ran (all of them after a reattach to a
-        # finished array): staged out and imported now.
-        rest = [r.index for r in ok if r.index not in self.kept and r.index not in self.futures]
-        rest = [i for i in rest if i not in self.missing]
-        if rest:
-            self._hand_over(rest, records)
-        t1 = time.monotonic()
-        for r in ok:
-            before = self.kept.get(r.index)
-            if before is not None:
-                r.metrics, r.experiment = before.metrics, before.experiment
-            elif self.missing.get(r.index):
-                r.state = "FAILED"
-                r.reason = f"did not produce {', '.join(self.missing[r.index])}"
-            elif r.index in self.futures:
-                imported = self.futures[r.index].result()
-                if imported.error:
-                    r.state, r.reason = "FAILED", imported.error
-                else:
-                    r.metrics, r.experiment = imported.metrics, imported.experiment
-        # Only the import not overlapped with the array's run adds to the sweep's wall time.
-        self.timings["import"] = time.monotonic() - t1
-        return results
-
-    def _find_kept(self) -> None:
-        """The points this array already imported (a rerun): their experiments are still
-        there, so they are neither staged out nor saved again."""
-        prior = self.prior
-        if prior is None or prior.identity != self.key:
-            return
-        for point in self.request.points:
-            before = next((p for p in prior.points if p.index == point.index and p.ok), None)
-            if before is None or before.name != point.name or not before.experiment:
-                continue
-            try:
-                run(["git", "rev-parse", "--verify", "-q", before.experiment], self.root)
-            except UserError:
-                continue
-            self.kept[point.index] = before
-
-    def _start_import(self, tmp: Path) -> None:
-        self._find_kept()
-        self.scratch = tmp / "outs"
-        self.scratch.mkdir()
-        self.importer = Importer(
-            self.root,
-            self.copy_files,
-            self.request.params,
-            self.cache,
-            tmp,
-            [s.stage.name for s in self.request.stages],
-            self._made(),
-            [m for s in self.request.stages for m in s.metrics],
-        )
-        self.importer.start(len(self.request.points) - len(self.kept))
-
-    def _stop_import(self, abandon: bool = False) -> None:
-        if self.importer is not None:
-            self.importer.close(abandon)
-            self.importer = None
-
-    def _made(self) -> list[str]:
-        """The outs a task makes (the Slurm record is written here, from sacct)."""
-        outs = [o for s in self.request.stages for o in s.stage.outs]
-        return [o for o in outs if not Path(o).is_relative_to(REPORT_DIR)]
-
-    def _hand_over_done(self, state: ArrayState) -> None:
-        """The tasks that ended well since the last poll, with their sacct figures in: staged
-        out (one tar) and handed to the importer while the others still run."""
-        new = [
-            i
-            for i, st in state.states.items()
-            if st == "COMPLETED" and i not in self.futures and i not in self.kept
-        ]
-        new = [i for i in new if i not in self.missing]
-        if not new:
-            return
-        records = parse_array_sacct(self._sacct(), self.job_id or "")
-        ready = [i for i in new if is_final(records.get(i))]
-        if ready:
-            self._hand_over(ready, records)
-
-    def _hand_over(self, indexes: list[int], records: dict[int, JobRecord]) -> None:
-        assert self.importer is not None
-        t0 = time.monotonic()
-        missing = self._stage_out(indexes, self._made(), self.scratch)
-        self.timings["stage_out"] = self.timings.get("stage_out", 0.0) + time.monotonic() - t0
-        for i in indexes:
-            if missing.get(i):
-                self.missing[i] = missing[i]
-                continue
-            point = self.request.points[i]
-            self.futures[i] = self.importer.submit(
-                point.name,
-                point.params(self.request.params),
-                self.scratch / str(i),
-                functools.partial(self._point_report, i, records.get(i)),
-            )
-
-    def _point_report(self, index: int, rec: JobRecord | None, where: Path) -> None:
-        """A swept stage that declares the offload's record gets one per point, from sacct."""
-        if rec is None:
-            return
-        for s in self.request.stages:
-            if any(Path(o).is_relative_to(REPORT_DIR) for o in s.stage.outs):
-                report_from_record(
-                    rec,
-                    stage=s.stage.name,
-                    transport=self.transport.name,
-                    identity=f"{self.key}_{index}",
-                    reattached=self.reattached,
-                    timings={},
-                ).write(where)
-
-    def _tails(self, failed: list[PointResult]) -> None:
-        assert self.layout is not None
-        res = self.transport.run(
-            ascript.render_tails(self.layout, [r.index for r in failed], TAIL_LINES), timeout=60
-        )
-        current: PointResult | None = None
-        by_index = {r.index: r for r in failed}
-        for line in res.text.splitlines():
-            if line.startswith("@@TAIL@@ "):
-                current = by_index.get(int(line.split()[1]))
-            elif current is not None:
-                current.log_tail.append(line)
-
-    def _stage_out(
-        self, indexes: list[int], outs: list[str], scratch: Path
-    ) -> dict[int, list[str]]:
-        assert self.layout is not None
-        paths = [f"{i}/{o}" for i in indexes for o in outs]
-        if not paths:
-            return {}
-        errors: list[str] = []
-
-        def sink(stream: object) -> None:
-            try:
-                with tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[call-overload]
-                    tar.extractall(scratch, filter="data")
-            except (tarfile.TarError, OSError) as exc:
-                errors.append(str(exc))
-
-        res = self.transport.run(ascript.render_array_stage_out(self.layout, paths), sink=sink)
-        if res.rc != 0 or errors:
-            why = errors[0] if errors else res.error_line
-            raise UserError(f"copying the points' outs back failed: {why}")
-        missing: dict[int, list[str]] = {}
-        for line in res.err.decode(errors="replace").splitlines():
-            if line.startswith("missing: "):
-                i, _, out = line.removeprefix("missing: ").partition("/")
-                missing.setdefault(int(i), []).append(out)
-        return missing
-
     def _record(self, results: list[PointResult], records: dict[int, JobRecord]) -> SweepRecord:
         used = sum(r.total_cpu_s or 0.0 for r in records.values())
         alloc = sum(r.alloc_cpus * r.elapsed_s for r in records.values())
@@ -491,14 +83,13 @@ class ArraySweep:
             identity=self.key,
             job_id=self.job_id,
             reattached=self.reattached,
+            resubmitted=self.resubmitted,
             wall_s=wall,
             alloc_cpu_s=round(alloc, 3) if records else None,
             total_cpu_s=round(used, 3) if records else None,
             efficiency=round(used / alloc, 4) if alloc > 0 else None,
             timings_s={k: round(v, 3) for k, v in self.timings.items()},
         )
-
-    # --- leases ----------------------------------------------------------------------------
 
     def _release(self) -> None:
         if self.layout is None or self.job_id is None:
@@ -528,28 +119,3 @@ class ArraySweep:
             self.say(f"cancelled {what} (every task not yet finished)")
         else:
             self.say(f"could not cancel {what}: {res.error_line}")
-
-
-def dry_run_text(root: Path, request: object, settings: SlurmSettings) -> str:
-    """The points and the array script, as ``--dry-run`` prints them: nothing is submitted."""
-    from machinery.sweep.run import SweepRequest
-
-    assert isinstance(request, SweepRequest)
-    home = f"/home/{settings.ssh_user or 'USER'}"
-    workdir = home + settings.workdir[1:] if settings.workdir.startswith("~") else settings.workdir
-    layout = script.Layout(workdir, KEY_PREFIX + "<identity>", "dryrun")
-    venv = f"{workdir}/venvs/<lock hash>" if settings.env.kind == "venv" else None
-    lines = [f"# {len(request.points)} points (one array task each):"]
-    for p in request.points:
-        values = " ".join(f"{k}={v}" for k, v in p.values.items())
-        lines.append(f"#   {p.index}: {p.name}  ({values})")
-    text = ascript.render_array_script(
-        settings,
-        layout,
-        [(s.stage.name, s.cmd) for s in request.stages],
-        len(request.points),
-        request.max_parallel,
-        venv,
-        {"MLOPS_CODE_COMMIT": "<commit>"},
-    )
-    return "\n".join(lines) + "\n" + text

@@ -31,6 +31,7 @@ class PointResult:
     cpu_efficiency: float | None = None
     experiment: str | None = None  # the exp ref in the workspace's git
     restarts: int = 0  # times Slurm requeued the point's task
+    resubmits: int = 0  # times a rerun submitted the point again (its task had not completed)
 
     @property
     def ok(self) -> bool:
@@ -47,6 +48,7 @@ class SweepRecord:
     identity: str = ""
     job_id: str | None = None  # the array's job id
     reattached: bool = False
+    resubmitted: list[int] = field(default_factory=list)  # points this run submitted again
     wall_s: float | None = None  # first submit (or start here) to the last point's end
     alloc_cpu_s: float | None = None  # Σ AllocCPUS × Elapsed over the tasks
     total_cpu_s: float | None = None  # Σ TotalCPU over the tasks

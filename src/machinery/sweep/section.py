@@ -25,6 +25,15 @@ def _num(value: Any) -> str:
     return text(num(value))
 
 
+def _numeric(values: list[Any]) -> bool:
+    """A column of numbers (the points a key does not apply to aside): right-aligned, as the
+    rest of the comment's numbers are."""
+    present = [v for v in values if v is not None]
+    return bool(present) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in present
+    )
+
+
 def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -64,7 +73,10 @@ def render_section(root: Path, record: SweepRecord) -> str:
     lines += [" · ".join(facts), ""]
     if points:
         header = ["", "experiment", *(text(k) for k in keys), *(text(m) for m in metrics)]
-        lines += [_row(header), _row(["---"] * len(header))]
+        columns = [[p.params.get(k) for p in points] for k in keys]
+        columns += [[p.metrics.get(m) for p in points] for m in metrics]
+        delimiter = ["---", "---"] + ["---:" if _numeric(c) else "---" for c in columns]
+        lines += [_row(header), _row(delimiter)]
         for i, p in enumerate(points):
             cells = [BEST if i == 0 and metric else "", text(p.name)]
             cells += [_num(p.params[k]) if k in p.params else "–" for k in keys]

@@ -1,0 +1,146 @@
+"""What every part of an array sweep shares: the request, the cluster connection and layout,
+the array's identity, and the queries of the tasks' states (squeue) and records (sacct).
+
+The parts are mixins over this base, one module each: submission (``arraysubmit``), watching
+(``arraywatch``), stage-out and import (``arrayout``); ``array.ArraySweep`` runs them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sys
+from concurrent.futures import Future
+from pathlib import Path
+
+import yaml
+
+from machinery.errors import UserError
+from machinery.files import sha256_file
+from machinery.slurm import script
+from machinery.slurm.accounting import SACCT_FORMAT, JobRecord
+from machinery.slurm.connect import make_transport
+from machinery.slurm.settings import SlurmSettings
+from machinery.slurm.stage import REPORT_DIR, code_files, expand
+from machinery.slurm.transport import Transport
+from machinery.sweep import arrayscript as ascript
+from machinery.sweep.arraystate import ArrayState, parse_array_sacct
+from machinery.sweep.copies import PARAMS_FILE
+from machinery.sweep.importer import Imported, Importer
+from machinery.sweep.record import PointResult, SweepRecord, load_record
+
+KEY_PREFIX = "sweep-"
+
+
+class ArrayBase:
+    def __init__(
+        self,
+        settings: SlurmSettings,
+        root: Path,
+        request: object,
+        files: list[str],
+        extra: list[str],
+        cache: str,
+        transport: Transport | None = None,
+    ):
+        from machinery.sweep.run import SweepRequest
+
+        assert isinstance(request, SweepRequest)
+        self.settings = settings
+        self.root = root
+        self.request = request
+        self.cache = cache
+        self.transport = transport or make_transport(settings)
+        self.nonce = secrets.token_hex(4)
+        # The code snapshot as a single offload's (no pipeline outs, no DVC state), plus the
+        # shared deps; params.yaml comes per point.
+        self.files = sorted(
+            {f for f in code_files(root) if f != PARAMS_FILE} | set(expand(root, extra))
+        )
+        self.extra = extra
+        # A point's copy gets the workspace as it is (dvc.lock included), not the snapshot.
+        self.copy_files = sorted(set(files) | set(expand(root, extra)))
+        self.job_id: str | None = None
+        self.layout: script.Layout | None = None
+        self.reattached = False
+        self.finished = False
+        self.timings: dict[str, float] = {}
+        self.key = KEY_PREFIX + self.identity()
+        self.prior: SweepRecord | None = None
+        try:
+            self.prior = load_record(root)
+        except UserError:
+            pass
+        # Points handed to the importer as their task ended (while the others still run).
+        self.importer: Importer | None = None
+        self.scratch = Path()
+        self.futures: dict[int, Future[Imported]] = {}
+        self.missing: dict[int, list[str]] = {}
+        self.kept: dict[int, PointResult] = {}
+        # After a resubmission: point index → the array whose task for it counts, the states
+        # of the points an earlier array finished, and the run dir's array history.
+        self.owner: dict[int, str] = {}
+        self.earlier: dict[int, str] = {}
+        self.history = ""
+        self.resubmitted: list[int] = []
+
+    def say(self, message: str) -> None:
+        print(f"[sweep] {message}", file=sys.stderr, flush=True)
+
+    def point_params(self, index: int) -> str:
+        point = self.request.points[index]
+        return yaml.safe_dump(point.params(self.request.params), sort_keys=False)
+
+    def commands(self) -> list[tuple[str, str]]:
+        return [(s.stage.name, s.cmd) for s in self.request.stages]
+
+    def identity(self) -> str:
+        """The grid's points (their whole params files: so the params outside the grid too),
+        the stages' commands, the code snapshot and the deps."""
+        digest = hashlib.sha256()
+        header = {
+            "commands": self.commands(),
+            "points": [self.point_params(p.index) for p in self.request.points],
+        }
+        digest.update(json.dumps(header, sort_keys=True).encode())
+        for rel in self.files:
+            digest.update(f"\0{rel}\0{sha256_file(self.root / rel)}".encode())
+        return digest.hexdigest()[:16]
+
+    def _owner(self, index: int) -> str:
+        return self.owner.get(index, self.job_id or "")
+
+    def _made(self) -> list[str]:
+        """The outs a task makes (the Slurm record is written here, from sacct)."""
+        outs = [o for s in self.request.stages for o in s.stage.outs]
+        return [o for o in outs if not Path(o).is_relative_to(REPORT_DIR)]
+
+    def _poll(self, state: ArrayState, job: str | None = None) -> bool:
+        """One squeue round; False when squeue no longer knows the array."""
+        assert self.layout is not None and self.job_id is not None
+        job = job or self.job_id
+        res = self.transport.run(ascript.render_array_poll(job, self.layout), timeout=60)
+        head, _, body = res.text.partition("\n")
+        if head != "rc=0":
+            return True  # the controller did not answer: try again (sacct is not live)
+        if not body.strip():
+            return False
+        for i in state.update_squeue(body, job):
+            self.say(f"task {job}_{i} requeued; it runs again")
+        return True
+
+    def _sacct(self, job: str | None = None) -> str:
+        assert self.job_id is not None
+        job = job or self.job_id
+        res = self.transport.run(ascript.render_array_sacct(job, SACCT_FORMAT), timeout=60)
+        return res.text.split("@@RC@@=")[0]
+
+    def _records(self) -> dict[int, JobRecord]:
+        """sacct's record of each point's latest task (from an earlier array after a
+        resubmission)."""
+        out: dict[int, JobRecord] = {}
+        for job in sorted(set(self.owner.values()) | {self.job_id or ""}):
+            recs = parse_array_sacct(self._sacct(job), job)
+            out.update({i: r for i, r in recs.items() if self._owner(i) == job})
+        return out
