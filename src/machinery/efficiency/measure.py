@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -67,13 +68,16 @@ def measurement(stage: str, wall: float, usage: object, code: int) -> Measuremen
     )
 
 
-def run_measured(stage: str, cmd: list[str], root: Path) -> int:
-    """Run ``cmd`` (signals forwarded), write its measurement, return its exit code."""
+def run_child(
+    cmd: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> tuple[int, resource.struct_rusage, float]:
+    """Run ``cmd`` with SIGTERM/SIGINT forwarded to it (a cancelled CI job stops the stage, not
+    only this wrapper): its exit code, its process tree's rusage and its wall seconds."""
     from machinery.errors import UserError
 
     started = time.monotonic()
     try:
-        proc = subprocess.Popen(cmd, cwd=root)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env)
     except FileNotFoundError:
         raise UserError(f"{cmd[0]}: command not found") from None
 
@@ -88,7 +92,13 @@ def run_measured(stage: str, cmd: list[str], root: Path) -> int:
             signal.signal(sig, old)
     code = os.waitstatus_to_exitcode(status)
     proc.returncode = code
-    measurement(stage, time.monotonic() - started, usage, code).write(root)
+    return code, usage, time.monotonic() - started
+
+
+def run_measured(stage: str, cmd: list[str], root: Path) -> int:
+    """Run ``cmd`` (signals forwarded), write its measurement, return its exit code."""
+    code, usage, wall = run_child(cmd, root)
+    measurement(stage, wall, usage, code).write(root)
     return code
 
 

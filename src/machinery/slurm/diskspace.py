@@ -9,6 +9,7 @@ less than that free, the failed run dir (its log already streamed) is removed.
 
 from __future__ import annotations
 
+from machinery.errors import UserError
 from machinery.slurm.script import Layout, q
 
 DISK_FULL_RC = 6  # exit code of the stage-in command when the runs dir is too full
@@ -57,6 +58,16 @@ def render_drop_run_dir(layout: Layout) -> str:
 def refused(rc: int, text: str) -> bool:
     """The stage-in command stopped for want of space (not the submit script's exit code)."""
     return rc == DISK_FULL_RC and f"{FULL_KEY}=1" in text.splitlines()
+
+
+def check_stage_in(rc: int, text: str, runs: str, min_free_mb: float) -> None:
+    """UserError naming the full runs dir when the stage-in command stopped for want of space
+    (a single offload's and a sweep's stage-in say the same)."""
+    if refused(rc, text):
+        raise UserError(
+            full_line(runs, free_kb(text), min_free_mb)
+            + ": free space there, or lower min_free_mb in slurm.yaml"
+        )
 
 
 def free_kb(text: str) -> int | None:

@@ -317,12 +317,7 @@ class Offload:
             self.timings["stage_in"] -= env_s
         if "env" in info:
             self.say(f"built the job environment {venv} in {self.timings['environment']:.1f} s")
-        if diskspace.refused(res.rc, res.text):
-            free = diskspace.free_kb(res.text)
-            raise UserError(
-                diskspace.full_line(layout.runs, free, self.settings.min_free_mb)
-                + ": free space there, or lower min_free_mb in slurm.yaml"
-            )
+        diskspace.check_stage_in(res.rc, res.text, layout.runs, self.settings.min_free_mb)
         if res.rc == 3:
             why = res.error_line.removeprefix("sbatch: error: ")
             raise UserError(f"sbatch refused the job: {why}")

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
-from types import FrameType
 
 # usable_cpus and maxrss_bytes live with the stage measurements; importable from here too.
 from machinery.efficiency.measure import maxrss_bytes as maxrss_bytes
-from machinery.efficiency.measure import measurement
+from machinery.efficiency.measure import measurement, run_child
 from machinery.efficiency.measure import usable_cpus as usable_cpus
 from machinery.errors import UserError
 from machinery.slurm.accounting import SlurmReport, cpu_efficiency
@@ -32,26 +28,9 @@ def run_here(
     committed ``dvc.lock``, so it holds only what the same inputs always give. A cluster job's
     record holds its accounting: that is what the report's compute table is for."""
     cpus = usable_cpus()
-    started = time.monotonic()
-    try:
-        proc = subprocess.Popen(cmd, cwd=root, env={**os.environ, **(env or {})})
-    except FileNotFoundError:
-        raise UserError(f"{cmd[0]}: command not found") from None
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        proc.send_signal(signum)
-
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.monotonic() - started
+    code, usage, wall = run_child(cmd, root, {**os.environ, **(env or {})})
     cpu = usage.ru_utime + usage.ru_stime
     efficiency = cpu_efficiency(cpu, wall, cpus)
-    code = proc.returncode
     state = "COMPLETED" if code == 0 else ("CANCELLED" if code < 0 else "FAILED")
     print(
         f"[offload] {stage} ran here (transport none): {state}, wall {wall:.1f} s, CPU {cpu:.1f} s"

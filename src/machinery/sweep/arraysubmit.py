@@ -128,12 +128,7 @@ class Submitting(ArrayBase):
         )
         self.timings["stage_in"] = time.monotonic() - t0
         info = fields(res.text)
-        if diskspace.refused(res.rc, res.text):
-            free = diskspace.free_kb(res.text)
-            raise UserError(
-                diskspace.full_line(layout.runs, free, self.settings.min_free_mb)
-                + ": free space there, or lower min_free_mb in slurm.yaml"
-            )
+        diskspace.check_stage_in(res.rc, res.text, layout.runs, self.settings.min_free_mb)
         if res.rc == 3:
             raise UserError(
                 f"sbatch refused the array: {res.error_line.removeprefix('sbatch: error: ')}"
