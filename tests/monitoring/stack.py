@@ -144,6 +144,22 @@ class InferenceService(Server):
         return env
 
 
+def send_wrong_feedback(service: InferenceService, token: str, tag: str, wrong: int) -> None:
+    """``wrong`` labels on ``/feedback`` that contradict the prediction (the tabular fixture's
+    classes "low" and "high"), in batches of at most 100."""
+    while wrong > 0:
+        batch = [{"model_tag": tag, "predicted": "low", "actual": "high"}] * min(wrong, 100)
+        request = urllib.request.Request(
+            f"{service.base}/feedback",
+            data=json.dumps(batch).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        wrong -= len(batch)
+
+
 class Alertmanager(Server):
     """Debian's Alertmanager with the project's config, its oncall receiver pointed at
     ``webhook_url`` and its waits shortened to 1 s."""

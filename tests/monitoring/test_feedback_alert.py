@@ -8,17 +8,14 @@ The seconds from the bad feedback to each step are printed (``-s``) for docs/mon
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
 from machinery.registry import Registry
-from tests.monitoring.stack import Stack, running_stack, wait_until
+from tests.monitoring.stack import Stack, running_stack, send_wrong_feedback, wait_until
 from tests.support.fixture_models import build_fixture_model
 
 pytestmark = pytest.mark.integration
@@ -42,18 +39,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _feedback(stack: Stack, wrong: int) -> None:
-    """``wrong`` labels that contradict the prediction, in batches of at most 100."""
-    while wrong > 0:
-        batch = [{"model_tag": TAG, "predicted": "low", "actual": "high"}] * min(wrong, 100)
-        request = urllib.request.Request(
-            f"{stack.service.base}/feedback",
-            data=json.dumps(batch).encode(),
-            method="POST",
-            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200
-        wrong -= len(batch)
+    send_wrong_feedback(stack.service, TOKEN, TAG, wrong)
 
 
 def _value(stack: Stack, promql: str) -> float | None:

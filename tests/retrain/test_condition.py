@@ -6,7 +6,6 @@ exactly one run on the local forge. The seconds are measured and printed."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import time
@@ -15,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from machinery.registry import Registry
-from tests.monitoring.stack import RULES, InferenceService, Prometheus, compress_time, wait_until
-from tests.retrain.receiver import WEBHOOK_TOKEN, Receiver, RetrainAlertmanager
-from tests.support.fixture_models import build_fixture_model
+from tests.monitoring.stack import wait_until
+from tests.retrain.loop import running_loop
 from tests.support.forge_server import ForgeServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -32,33 +29,16 @@ FOR_SECONDS = 30 * 60 / COMPRESS
 def test_drift_at_the_service_starts_exactly_one_pipeline(
     tmp_path: Path, forge_server: ForgeServer
 ) -> None:
-    model = build_fixture_model(tmp_path / "model", kind="image")
-    registry = tmp_path / "registry"
-    reg = Registry.from_url(str(registry))
-    reg.publish("fixture-v1", model.model_dir, metrics={"accuracy": 1.0})
-    reg.move_alias("staging", "fixture-v1", by="test")
-
-    token_file = tmp_path / "am-token"
-    token_file.write_text(WEBHOOK_TOKEN + "\n")
-    receiver = Receiver(tmp_path / "receiver", forge_server)
-    am = RetrainAlertmanager(tmp_path / "am", f"{receiver.url}/alerts", token_file)
-    service = InferenceService(
-        tmp_path / "service", registry, hashlib.sha256(TOKEN.encode()).hexdigest()
-    )
-    prometheus = Prometheus(tmp_path / "prometheus", service.port, am.port)
-    (prometheus.state / "rules.yml").write_text(compress_time(RULES.read_text(), COMPRESS))
-    started = []
-    try:
-        receiver.start()
-        started.append(receiver)
-        for server, ready in (
-            (am, "/-/ready"),
-            (prometheus, "/-/ready"),
-            (service, "/health/ready"),
-        ):
-            server.start(ready)
-            started.append(server)
-
+    with running_loop(
+        tmp_path,
+        forge_server,
+        token=TOKEN,
+        tag="fixture-v1",
+        kind="image",
+        accuracy=1.0,
+        compress=COMPRESS,
+    ) as loop:
+        service, receiver, model = loop.service, loop.receiver, loop.model
         blank = [[1.0] * model.n_features] * 300  # all ink: nothing like the training pictures
         request = urllib.request.Request(
             f"{service.base}/predict",
@@ -91,6 +71,3 @@ def test_drift_at_the_service_starts_exactly_one_pipeline(
         time.sleep(3)
         assert len(forge_server.triggers()) == 1
         assert receiver.metric("mlops_retrain_refused_total", reason="auth") == 0
-    finally:
-        for server in reversed(started):
-            server.stop()

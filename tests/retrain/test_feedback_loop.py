@@ -7,19 +7,14 @@ exactly ONE pipeline on the local forge. Before that, a few wrong labels (under 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from machinery.registry import Registry
-from tests.monitoring.stack import RULES, InferenceService, Prometheus, compress_time, wait_until
-from tests.retrain.receiver import WEBHOOK_TOKEN, Receiver, RetrainAlertmanager
-from tests.support.fixture_models import build_fixture_model
+from tests.monitoring.stack import Prometheus, send_wrong_feedback, wait_until
+from tests.retrain.loop import running_loop
 from tests.support.forge_server import ForgeServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -31,21 +26,6 @@ COMPRESS = 120
 FOR_SECONDS = 10 * 60 / COMPRESS  # the rule's `for: 10m`
 
 
-def feedback(service: InferenceService, wrong: int) -> None:
-    """``wrong`` labels that contradict the prediction, in batches of at most 100."""
-    while wrong > 0:
-        batch = [{"model_tag": TAG, "predicted": "low", "actual": "high"}] * min(wrong, 100)
-        request = urllib.request.Request(
-            f"{service.base}/feedback",
-            data=json.dumps(batch).encode(),
-            method="POST",
-            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.status == 200
-        wrong -= len(batch)
-
-
 def value(prometheus: Prometheus, promql: str) -> float | None:
     result = prometheus.query(promql)
     return float(result[0]["value"][1]) if result else None
@@ -54,32 +34,16 @@ def value(prometheus: Prometheus, promql: str) -> float | None:
 def test_bad_feedback_starts_exactly_one_pipeline_and_few_labels_none(
     tmp_path: Path, forge_server: ForgeServer
 ) -> None:
-    model = build_fixture_model(tmp_path / "model", kind="tabular")
-    registry = tmp_path / "registry"
-    reg = Registry.from_url(str(registry))
-    reg.publish(TAG, model.model_dir, metrics={"accuracy": 0.96})
-    reg.move_alias("staging", TAG, by="test")
-
-    token_file = tmp_path / "am-token"
-    token_file.write_text(WEBHOOK_TOKEN + "\n")
-    receiver = Receiver(tmp_path / "receiver", forge_server)
-    am = RetrainAlertmanager(tmp_path / "am", f"{receiver.url}/alerts", token_file)
-    service = InferenceService(
-        tmp_path / "service", registry, hashlib.sha256(TOKEN.encode()).hexdigest()
-    )
-    prometheus = Prometheus(tmp_path / "prometheus", service.port, am.port)
-    (prometheus.state / "rules.yml").write_text(compress_time(RULES.read_text(), COMPRESS))
-    started = []
-    try:
-        receiver.start()
-        started.append(receiver)
-        for server, ready in (
-            (am, "/-/ready"),
-            (prometheus, "/-/ready"),
-            (service, "/health/ready"),
-        ):
-            server.start(ready)
-            started.append(server)
+    with running_loop(
+        tmp_path,
+        forge_server,
+        token=TOKEN,
+        tag=TAG,
+        kind="tabular",
+        accuracy=0.96,
+        compress=COMPRESS,
+    ) as loop:
+        service, receiver, prometheus = loop.service, loop.receiver, loop.prometheus
         # The counter is scraped at 0 before any feedback, so increase() counts every label.
         wait_until(
             lambda: value(prometheus, f'mlops_feedback_total{{tag="{TAG}"}}') == 0,
@@ -88,7 +52,7 @@ def test_bad_feedback_starts_exactly_one_pipeline_and_few_labels_none(
         )
 
         # 1. Twenty labels, all wrong: accuracy 0, but under the 100-label floor: no trigger.
-        feedback(service, 20)
+        send_wrong_feedback(service, TOKEN, TAG, 20)
         wait_until(
             lambda: (value(prometheus, f'tag:mlops_feedback:increase1h{{tag="{TAG}"}}') or 0) >= 15,
             30,
@@ -99,7 +63,7 @@ def test_bad_feedback_starts_exactly_one_pipeline_and_few_labels_none(
         assert value(prometheus, f'ALERTS{{alertname="{ALERT}"}}') is None
 
         # 2. Two hundred more wrong labels: the floor is passed; from now on the condition holds.
-        feedback(service, 200)
+        send_wrong_feedback(service, TOKEN, TAG, 200)
         condition = time.monotonic()
         wait_until(forge_server.triggers, 120, "a pipeline trigger", interval=0.1)
         seconds = time.monotonic() - condition
@@ -119,6 +83,3 @@ def test_bad_feedback_starts_exactly_one_pipeline_and_few_labels_none(
         time.sleep(3)
         assert len(forge_server.triggers()) == 1
         assert receiver.metric("mlops_retrain_refused_total", reason="auth") == 0
-    finally:
-        for server in reversed(started):
-            server.stop()
