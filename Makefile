@@ -15,7 +15,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 .PHONY: help setup run example-image test test-unit test-random lint format lock system-deps bench clean
 
 help: ## list the targets
-	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(STAMP):
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,7 +49,7 @@ test-unit: setup ## only the tests that need no external server
 test-random: setup system-deps ## every test in a random order (SEED=n to repeat one)
 	$(BIN)/pytest $(if $(SEED),--random-order-seed=$(SEED),--random-order)
 
-lint: setup ## black --check, flake8, mypy --strict on src/, service/ and monitoring/
+lint: setup ## black --check and flake8 on the code, tests and benches; mypy --strict on src/, service/ and monitoring/
 	$(BIN)/black --check src service tests bench monitoring
 	$(BIN)/flake8 src service tests bench monitoring
 	$(BIN)/mypy
