@@ -20,7 +20,7 @@ from typing import TextIO
 
 from machinery.errors import UserError
 from machinery.provenance import stage_env
-from machinery.slurm import chimage, diskspace, envscript, remote, script
+from machinery.slurm import chimage, diskspace, envscript, lease, remote, script
 from machinery.slurm.accounting import TERMINAL, JobRecord, SlurmReport, report_from_record
 from machinery.slurm.logstream import LogStream
 from machinery.slurm.polling import Accounted, Watcher, account, fields
@@ -350,13 +350,7 @@ class Offload:
                 raise UserError(f"job {self.job_id} completed, but {exc}") from None
 
     def _release(self) -> None:
-        """Give up this run's lease (best effort: a lease also expires on its own)."""
-        if self.layout is None or self.job_id is None:
-            return
-        try:
-            self.transport.run(remote.render_release(self.layout, self.job_done), timeout=30)
-        except Exception:  # noqa: BLE001 - the run's outcome is already decided
-            pass
+        lease.release(self.transport, self.layout, self.job_id, self.job_done)
 
     def _cancel(self) -> None:
         if self.layout is None:
@@ -364,23 +358,18 @@ class Offload:
         if self.job_done:
             self.say(f"job {self.job_id} had already ended: nothing to cancel")
             return
-        what = f"job {self.job_id}" if self.job_id else "the submission"
         if hasattr(self.transport, "reconnect_timeout"):
             # A cancelled CI job has seconds before it is killed: do not wait minutes for SSH.
             self.transport.reconnect_timeout = 20.0
-        cmd = remote.render_cancel(self.job_id, self.layout, self.settings.lease_ttl)
-        try:
-            res = self.transport.run(cmd, timeout=30)
-        except Exception as exc:  # noqa: BLE001 - report and still exit non-zero
-            self.say(f"could not cancel {what}: {exc}")
-            return
-        held = fields(res.text).get("held")
-        if res.rc == 0 and held:
-            self.say(f"left {what} running: {held} other run(s) still wait for it")
-        elif res.rc == 0:
-            self.say(f"cancelled {what}")
-        else:
-            self.say(f"could not cancel {what}: {res.error_line}")
+        lease.cancel(
+            self.transport,
+            self.layout,
+            self.job_id,
+            self.settings.lease_ttl,
+            self.say,
+            noun="job",
+            cancelled="",
+        )
 
     def _fail(self, record: JobRecord) -> None:
         if self.tail:

@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 from machinery.errors import UserError
-from machinery.slurm import remote
+from machinery.slurm import lease
 from machinery.slurm.accounting import JobRecord
 from machinery.slurm.offload import Interrupted, _ignore_signals, cancel_on_signals
-from machinery.slurm.polling import fields
 from machinery.slurm.transport import ConnectionLost, RemoteTimeout
 from machinery.sweep.arraybase import KEY_PREFIX
 from machinery.sweep.arraysubmit import Submitting, dry_run_text
@@ -92,12 +91,7 @@ class ArraySweep(Submitting, Watching):
         )
 
     def _release(self) -> None:
-        if self.layout is None or self.job_id is None:
-            return
-        try:
-            self.transport.run(remote.render_release(self.layout, self.finished), timeout=30)
-        except Exception:  # noqa: BLE001 - the run's outcome is already decided
-            pass
+        lease.release(self.transport, self.layout, self.job_id, self.finished)
 
     def _cancel(self) -> None:
         if self.layout is None:
@@ -105,17 +99,12 @@ class ArraySweep(Submitting, Watching):
         if self.finished:
             self.say(f"array {self.job_id} had already ended: nothing to cancel")
             return
-        what = f"array {self.job_id}" if self.job_id else "the submission"
-        cmd = remote.render_cancel(self.job_id, self.layout, self.settings.lease_ttl)
-        try:
-            res = self.transport.run(cmd, timeout=30)
-        except Exception as exc:  # noqa: BLE001 - report and still exit non-zero
-            self.say(f"could not cancel {what}: {exc}")
-            return
-        held = fields(res.text).get("held")
-        if res.rc == 0 and held:
-            self.say(f"left {what} running: {held} other run(s) still wait for it")
-        elif res.rc == 0:
-            self.say(f"cancelled {what} (every task not yet finished)")
-        else:
-            self.say(f"could not cancel {what}: {res.error_line}")
+        lease.cancel(
+            self.transport,
+            self.layout,
+            self.job_id,
+            self.settings.lease_ttl,
+            self.say,
+            noun="array",
+            cancelled=" (every task not yet finished)",
+        )
