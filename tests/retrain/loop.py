@@ -5,6 +5,7 @@ Alertmanager route with its token file, and the receiver starting runs on the lo
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,7 +13,14 @@ from pathlib import Path
 from typing import Literal
 
 from machinery.registry import Registry
-from tests.monitoring.stack import RULES, InferenceService, Prometheus, Server, compress_time
+from tests.monitoring.stack import (
+    RULES,
+    InferenceService,
+    Prometheus,
+    Server,
+    compress_time,
+    wait_until,
+)
 from tests.retrain.receiver import WEBHOOK_TOKEN, Receiver, RetrainAlertmanager
 from tests.support.fixture_models import FixtureModel, build_fixture_model
 from tests.support.forge_server import ForgeServer
@@ -68,3 +76,25 @@ def running_loop(
     finally:
         for server in reversed(started):
             server.stop()
+
+
+def one_trigger(
+    forge_server: ForgeServer, alert: str, since: float
+) -> tuple[float, dict[str, str]]:
+    """Wait for the run ``alert`` starts: the seconds from ``since`` (monotonic) and its
+    variables, checked to name the alert and its reason in prod."""
+    wait_until(forge_server.triggers, 120, "a pipeline trigger", interval=0.1)
+    seconds = time.monotonic() - since
+    (trigger,) = forge_server.triggers()
+    variables: dict[str, str] = trigger["variables"]
+    assert variables["MLOPS_RETRAIN_ALERT"] == alert
+    assert variables["MLOPS_RETRAIN_REASON"].startswith(f"{alert} firing in mlops-prod")
+    return seconds, variables
+
+
+def still_one_trigger(forge_server: ForgeServer, receiver: Receiver) -> None:
+    """The alert keeps firing; Alertmanager has nothing new to send and the receiver nothing
+    to start (the group's cool-down): still one run a few evaluations later."""
+    time.sleep(3)
+    assert len(forge_server.triggers()) == 1
+    assert receiver.metric("mlops_retrain_refused_total", reason="auth") == 0

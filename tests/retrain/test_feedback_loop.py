@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.monitoring.stack import Prometheus, send_wrong_feedback, wait_until
-from tests.retrain.loop import running_loop
+from tests.retrain.loop import one_trigger, running_loop, still_one_trigger
 from tests.support.forge_server import ForgeServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -65,12 +65,7 @@ def test_bad_feedback_starts_exactly_one_pipeline_and_few_labels_none(
         # 2. Two hundred more wrong labels: the floor is passed; from now on the condition holds.
         send_wrong_feedback(service, TOKEN, TAG, 200)
         condition = time.monotonic()
-        wait_until(forge_server.triggers, 120, "a pipeline trigger", interval=0.1)
-        seconds = time.monotonic() - condition
-        (trigger,) = forge_server.triggers()
-        variables = trigger["variables"]
-        assert variables["MLOPS_RETRAIN_ALERT"] == ALERT
-        assert variables["MLOPS_RETRAIN_REASON"].startswith(f"{ALERT} firing in mlops-prod")
+        seconds, variables = one_trigger(forge_server, ALERT, condition)
         assert variables["MLOPS_RETRAIN_SERVING_TAG"] == TAG
         print(
             f"\nbad feedback -> pipeline trigger: {seconds:.1f} s = the rule's for: "
@@ -79,7 +74,4 @@ def test_bad_feedback_starts_exactly_one_pipeline_and_few_labels_none(
         )
         assert FOR_SECONDS <= seconds < FOR_SECONDS + 40
 
-        # It keeps firing: still one run a few evaluations later (the group's cool-down).
-        time.sleep(3)
-        assert len(forge_server.triggers()) == 1
-        assert receiver.metric("mlops_retrain_refused_total", reason="auth") == 0
+        still_one_trigger(forge_server, receiver)
