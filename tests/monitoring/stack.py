@@ -169,13 +169,17 @@ class Alertmanager(Server):
     def __init__(self, state: Path, webhook_url: str) -> None:
         super().__init__(state)
         config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+        self.configure(config, webhook_url)
+        state.mkdir(parents=True, exist_ok=True)
+        self.config = state / "alertmanager.yml"
+        self.config.write_text(yaml.safe_dump(config))
+
+    def configure(self, config: dict[str, Any], webhook_url: str) -> None:
+        """Every webhook to ``webhook_url``, every route's waits 1 s."""
         for receiver in config["receivers"]:
             for hook in receiver.get("webhook_configs", []):
                 hook["url"] = webhook_url
         _shorten_waits(config["route"])
-        state.mkdir(parents=True, exist_ok=True)
-        self.config = state / "alertmanager.yml"
-        self.config.write_text(yaml.safe_dump(config))
 
     def alerts(self, alertname: str) -> list[dict[str, Any]]:
         """The alerts named ``alertname`` Alertmanager holds now (active or suppressed)."""

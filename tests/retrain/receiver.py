@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
 
-from tests.monitoring.stack import ALERTMANAGER_CONFIG, Server
+from tests.monitoring.stack import Alertmanager
 from tests.support.forge_server import (
     FORGEJO_REPO,
     FORGEJO_TOKEN,
@@ -151,36 +150,24 @@ class Receiver:
             time.sleep(0.1)
 
 
-class RetrainAlertmanager(Server):
+class RetrainAlertmanager(Alertmanager):
     """The project's alertmanager.yml with the retrain receiver's URL and token file pointed
     at this test's, every other receiver at a closed port, and the waits shortened to 1 s."""
 
-    name = "alertmanager"
-
     def __init__(self, state: Path, receiver_url: str, token_file: Path) -> None:
-        super().__init__(state)
-        config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+        self.token_file = token_file
+        super().__init__(state, receiver_url)
+
+    def configure(self, config: dict[str, Any], webhook_url: str) -> None:
         for receiver in config["receivers"]:
             for hook in receiver.get("webhook_configs", []):
                 if receiver["name"] == "mlops-retrain":
-                    hook["url"] = receiver_url
-                    hook["http_config"]["authorization"]["credentials_file"] = str(token_file)
+                    hook["url"] = webhook_url
+                    hook["http_config"]["authorization"]["credentials_file"] = str(self.token_file)
                 else:
                     hook["url"] = "http://127.0.0.1:9/unused"
         self.route = next(r for r in config["route"]["routes"] if r["receiver"] == "mlops-retrain")
         self.route.update(group_wait="1s", group_interval="1s")
-        state.mkdir(parents=True, exist_ok=True)
-        self.config = state / "alertmanager.yml"
-        self.config.write_text(yaml.safe_dump(config))
-
-    def command(self) -> list[str]:
-        return [
-            "prometheus-alertmanager",
-            f"--config.file={self.config}",
-            f"--storage.path={self.state / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            "--cluster.listen-address=",
-        ]
 
     def fire(self, **labels: str) -> None:
         now = datetime.now(timezone.utc)
