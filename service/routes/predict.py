@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from service import jsonio
 from service.decoding import RETRY_AFTER_SECONDS, DecodeBusy, ImageDecoder
 from service.auth import PREDICT
-from service.deps import container_of
+from service.deps import container_of, first_headers
 from service.inference import LoadedModel, Prediction
 from service.metrics import Metrics
 from service.preprocessing import ImageRejected
@@ -86,7 +86,9 @@ async def predict(request: Request) -> Response:
     # ``Depends``: each FastAPI dependency is a recursive solve per request, measurable next to
     # a ~0.5 ms prediction (bench/service.py). The check is the one ``require_predict`` does,
     # with its two headers read in one pass over the raw list (no ``Headers`` object).
-    authorization, content_type = _two_headers(request.scope["headers"])
+    authorization, content_type = first_headers(
+        request.scope["headers"], b"authorization", b"content-type"
+    )
     container = container_of(request)
     await container.authenticator().authorize(authorization, PREDICT)
     store = container.model_store()
@@ -97,6 +99,7 @@ async def predict(request: Request) -> Response:
             503, detail="no model loaded yet", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
         )
     settings = store.settings
+    content_type = content_type or ""
     mime = content_type.partition(";")[0].strip().lower()
     if mime == "application/json":
         body = await read_body(request, settings.max_upload_bytes)
@@ -115,23 +118,6 @@ async def predict(request: Request) -> Response:
     rows = await _image_row(model, data, request.app.state.decoder)
     prediction = await _predict(model, rows, "image", store.metrics, settings)
     return _json(_single_payload(prediction, model))
-
-
-def _two_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str]:
-    """``Authorization`` (None when absent) and ``Content-Type`` ("" when absent), the first of
-    each as Starlette's ``Headers.get`` would give (names are lower-case in an ASGI scope)."""
-    authorization: bytes | None = None
-    content_type: bytes | None = None
-    for name, value in raw:
-        if name == b"authorization":
-            if authorization is None:
-                authorization = value
-        elif name == b"content-type" and content_type is None:
-            content_type = value
-    return (
-        None if authorization is None else authorization.decode("latin-1"),
-        "" if content_type is None else content_type.decode("latin-1"),
-    )
 
 
 PREDICT_ROUTE = next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is predict)
