@@ -11,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.routing import APIRoute
 
 from service import jsonio
+from service.answer import json_answer
 from service.decoding import RETRY_AFTER_SECONDS, DecodeBusy, ImageDecoder
 from service.auth import PREDICT
 from service.deps import container_of, first_headers
@@ -105,7 +106,7 @@ async def predict(request: Request) -> Response:
         body = await read_body(request, settings.max_upload_bytes)
         rows = _instances(body, model, settings.max_batch_rows)
         prediction = await _predict(model, rows, "json", store.metrics, settings)
-        return _json(_batch_payload(prediction, model))
+        return json_answer(_batch_payload(prediction, model))
     if model.preprocessor is None:
         # The wording follows the card: this model has no image conversion, so no upload fits.
         raise HTTPException(
@@ -117,7 +118,7 @@ async def predict(request: Request) -> Response:
     data = await _image_bytes(request, mime, content_type, settings.max_upload_bytes)
     rows = await _image_row(model, data, request.app.state.decoder)
     prediction = await _predict(model, rows, "image", store.metrics, settings)
-    return _json(_single_payload(prediction, model))
+    return json_answer(_single_payload(prediction, model))
 
 
 PREDICT_ROUTE = next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is predict)
@@ -260,8 +261,3 @@ def _batch_payload(prediction: Prediction, model: LoadedModel) -> dict[str, Any]
         ],
         "model_tag": model.tag,
     }
-
-
-def _json(payload: dict[str, Any]) -> Response:
-    # Hand-serialized: the payload is already plain data, pydantic validation would only cost.
-    return Response(jsonio.dumps(payload), media_type="application/json")

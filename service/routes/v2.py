@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from service.decoding import RETRY_AFTER_SECONDS
+from service.answer import Answer
 from service.auth import PREDICT
 from service.deps import container_of, first_headers, store_of
 from service.inference import LoadedModel
@@ -276,9 +277,9 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         [(name, *produced[name], binary) for name, binary in parsed.outputs.items()],
     )
     if header_length is None:
-        return Response(content, media_type="application/json")
-    return Response(
+        return Answer(content)
+    return Answer(
         content,
-        media_type="application/octet-stream",
-        headers={"Inference-Header-Content-Length": str(header_length)},
+        b"application/octet-stream",
+        ((b"inference-header-content-length", str(header_length).encode()),),
     )
