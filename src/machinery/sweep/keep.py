@@ -72,9 +72,7 @@ def _one_line(text: str, secrets: list[str]) -> str:
     return line
 
 
-def push_experiments(
-    root: Path, record: SweepRecord, env: Mapping[str, str] | None = None
-) -> Kept:
+def push_experiments(root: Path, record: SweepRecord, env: Mapping[str, str] | None = None) -> Kept:
     """``dvc exp push --force TARGET REF...`` of the sweep's completed points.
 
     The cached outputs go to the DVC remote as well (DVC's default, no ``--no-cache``): the

@@ -98,12 +98,12 @@ def _advice(record: SweepRecord, best: PointResult | None) -> list[str]:
     if kept and kept.get("error"):
         return [
             "**The experiments were not kept**: pushing them to the project's git remote failed"
-            f" ({text(kept['error'])}), so they ended with the CI job"
-            " ([docs/sweeps.md](docs/sweeps.md), \"What CI keeps\")."
+            f" ({text(kept['error'])}), so they ended with the CI job. `MLOPS_GIT_TOKEN` must"
+            ' be able to push to the project in this pipeline (docs/sweeps.md, "What CI keeps").'
         ]
     if kept and kept.get("refs"):
         remote = kept.get("remote") or "origin"
-        ref = next((p.experiment for p in [best] if p and p.experiment in kept["refs"]), None)
+        ref = best.experiment if best and best.experiment in kept["refs"] else None
         baseline = kept["refs"][0].split("/")
         rev = baseline[2] + baseline[3] if len(baseline) > 4 else ""
         lines = [
