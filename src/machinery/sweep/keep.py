@@ -44,6 +44,11 @@ class Kept:
         return asdict(self)
 
 
+def _quoted(value: str) -> str:
+    """A git config value in double quotes (git's escapes for ``\\`` and ``"``)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _global_config_with(header: str, tmp: Path, env: Mapping[str, str]) -> str:
     """A git global config that adds the token's header to the runner's own settings.
 
@@ -56,8 +61,8 @@ def _global_config_with(header: str, tmp: Path, env: Mapping[str, str]) -> str:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         if Path(previous).is_file():
-            f.write(f'[include]\n\tpath = "{previous}"\n')
-        f.write(f'[http]\n\textraHeader = "{header}"\n')
+            f.write(f"[include]\n\tpath = {_quoted(previous)}\n")
+        f.write(f"[http]\n\textraHeader = {_quoted(header)}\n")
     return str(path)
 
 
