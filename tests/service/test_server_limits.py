@@ -93,7 +93,9 @@ def check_header_limit(base: str) -> None:
         refused = raw_request(port, header_bytes, piece)
         assert refused.startswith(b"HTTP/1.1 431"), (header_bytes, piece, refused[:200])
         assert b'"request headers exceed the limit of 8192 bytes"' in refused
-    assert httpx.get(f"{base}/health/live").status_code == 200  # still serving
+    live = httpx.get(f"{base}/health/live")
+    assert live.status_code == 200  # still serving
+    assert "server" not in live.headers  # no banner naming the server software
 
 
 def check_decoding(base: str, pid: int) -> list[int]:
