@@ -78,6 +78,12 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cluster-dir", type=Path, help="reuse a running `make cluster-up`")
+    parser.add_argument(
+        "--batch-sched-delay",
+        type=int,
+        help="SchedulerParameters=batch_sched_delay for the bench's own cluster (the local"
+        " cluster sets 0; Slurm's default is 3), to measure the array under Slurm's default",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mlops-bench-sweep-", dir="/tmp"))
     tmp.chmod(0o755)  # the cluster's login user must reach the munge socket below it
@@ -90,7 +96,12 @@ def main() -> None:
         if args.cluster_dir:
             info = ClusterInfo.load(args.cluster_dir)
         else:
-            cluster = LocalCluster(tmp / "cluster", cpus=K)
+            extra = []
+            if args.batch_sched_delay is not None:
+                # The last SchedulerParameters line of slurm.conf wins.
+                extra = [f"SchedulerParameters=batch_sched_delay={args.batch_sched_delay}"]
+                results["batch_sched_delay"] = args.batch_sched_delay
+            cluster = LocalCluster(tmp / "cluster", cpus=K, extra_conf=extra)
             info = cluster.up()
             # A fresh slurmctld's first scheduling pass comes about 3 s after it started
             # (slurmctld.log); a real cluster has long been up. One throwaway job first, so
@@ -144,6 +155,9 @@ def main() -> None:
             walls[-1] += timed(["python3", "-m", "sweepfix", "evaluate"], ws, remote)
         results["local"] = {"wall_s": sum(walls), "each_s": walls}
         log = Path(info.state_dir) / "log/slurmctld.log"
+        conf = Path(info.slurm_conf).read_text().splitlines()
+        sched = [ln for ln in conf if ln.startswith("SchedulerParameters=")]
+        results["scheduler_parameters"] = sched[-1].split("=", 1)[1] if sched else ""
         results["slurmctld"] = ctldlog.summary(ctldlog.read(log), str(record["job_id"]))
         results["load_after"] = os.getloadavg()
     finally:
@@ -171,6 +185,7 @@ def main() -> None:
         f"{len(ALPHAS)} points of {SLEEP:.0f} s each; K = {K} tasks at once: the node declares"
         f" {K} CPUs and each task asks for 1 (--max-parallel {K})"
     )
+    print(f"slurm.conf SchedulerParameters={results['scheduler_parameters'] or '(Slurm defaults)'}")
     print(
         f"  array (one sbatch --array)   {array['wall_s']:7.1f} s  (Slurm: {array['slurm_s']} s"
         f" submit to last end; first queue wait {array['first_queue_wait_s']} s)"
