@@ -170,6 +170,7 @@ def main() -> None:
     array, offloads, local = results["array"], results["offloads"], results["local"]
     ours = sum(array["ours_s"].values())
     slurm_part = array["wall_s"] - array["ours_s"]["import"]
+    array["rest_s"] = array["wall_s"] - results["slurmctld"]["array_submit_to_last_end_s"] - ours
     results["ratios"] = {
         "offloads_over_array_total": offloads["wall_s"] / array["wall_s"],
         "offloads_over_array_without_import": offloads["wall_s"] / slurm_part,
@@ -201,6 +202,11 @@ def main() -> None:
         f" {c['array_queue_wait_s']:.2f} s after the submission, within"
         f" {c['array_start_spread_s']:.3f} s of each other; they ran {min(runs):.2f}-"
         f"{max(runs):.2f} s; submit to last end {c['array_submit_to_last_end_s']:.2f} s"
+    )
+    rest = array["wall_s"] - c["array_submit_to_last_end_s"] - ours
+    print(
+        f"    the rest, {rest:.1f} s: the CLI's start, SSH, the submission, noticing the end,"
+        " closing the DVC workers, the record"
     )
     print(
         f"    the single jobs' queue waits: {', '.join(f'{w:.2f}' for w in single)} s"
