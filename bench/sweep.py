@@ -17,8 +17,11 @@ array. Three ways, timed end to end:
 Prints the ratios and the array's own breakdown: Slurm's part (queue wait of the first task,
 submit to the last task's end) apart from ours (stage-in, watch overhead, stage-out, import as
 DVC experiments: only the part after the last task ended, as points are imported while the
-others still run). Target: the array ≥ 0.8·K× faster than the six offloads on the Slurm part.
-Writes bench/results/sweep.json. The machine may be shared: the figures are noisy.
+others still run). Slurm's part is also read to the millisecond from slurmctld.log
+(bench/ctldlog.py): when the array's tasks started (one scheduler pass or not), how long they
+ran, and the single jobs' queue waits next to them. Target: the array ≥ 0.8·K× faster than
+the six offloads. Writes bench/results/sweep.json. The machine may be shared: the figures are
+noisy, so the load average is recorded with them.
 """
 
 from __future__ import annotations
@@ -70,10 +73,17 @@ def main() -> None:
     sys.path[:0] = [str(REPO / "src"), str(REPO)]
     from machinery.slurm.localcluster.cluster import ClusterInfo, LocalCluster
     from tests.sweep.fixture_stage import __file__ as _stage  # noqa: F401 - the fixture exists
+    from bench import ctldlog
     from tests.sweep.project import make_sweep_project
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cluster-dir", type=Path, help="reuse a running `make cluster-up`")
+    parser.add_argument(
+        "--batch-sched-delay",
+        type=int,
+        help="SchedulerParameters=batch_sched_delay for the bench's own cluster (the local"
+        " cluster sets 0; Slurm's default is 3), to measure the array under Slurm's default",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mlops-bench-sweep-", dir="/tmp"))
     tmp.chmod(0o755)  # the cluster's login user must reach the munge socket below it
@@ -81,12 +91,27 @@ def main() -> None:
     info: ClusterInfo | None = None
     workdir = f".mlops-bench-sweep-{secrets.token_hex(3)}"
     results: dict[str, Any] = {"k": K, "points": len(ALPHAS), "sleep_s": SLEEP}
+    results["load_before"] = os.getloadavg()
     try:
         if args.cluster_dir:
             info = ClusterInfo.load(args.cluster_dir)
         else:
-            cluster = LocalCluster(tmp / "cluster", cpus=K)
+            extra = []
+            if args.batch_sched_delay is not None:
+                # The last SchedulerParameters line of slurm.conf wins.
+                extra = [f"SchedulerParameters=batch_sched_delay={args.batch_sched_delay}"]
+                results["batch_sched_delay"] = args.batch_sched_delay
+            cluster = LocalCluster(tmp / "cluster", cpus=K, extra_conf=extra)
             info = cluster.up()
+            # A fresh slurmctld's first scheduling pass comes about 3 s after it started
+            # (slurmctld.log); a real cluster has long been up. One throwaway job first, so
+            # that the array is not the job that waits for it.
+            subprocess.run(
+                ["sbatch", "--wait", "--quiet", "-o", "/dev/null", "--wrap", "true"],
+                env={**os.environ, "SLURM_CONF": info.slurm_conf},
+                cwd=tmp,
+                check=True,
+            )
         remote = env_with({**info.env(), "MLOPS_SLURM_WORKDIR": f"~/{workdir}"})
         token = secrets.token_hex(4)
 
@@ -129,6 +154,12 @@ def main() -> None:
             walls.append(timed(["python3", "-m", "sweepfix", "train"], ws, remote))
             walls[-1] += timed(["python3", "-m", "sweepfix", "evaluate"], ws, remote)
         results["local"] = {"wall_s": sum(walls), "each_s": walls}
+        log = Path(info.state_dir) / "log/slurmctld.log"
+        conf = Path(info.slurm_conf).read_text().splitlines()
+        sched = [ln for ln in conf if ln.startswith("SchedulerParameters=")]
+        results["scheduler_parameters"] = sched[-1].split("=", 1)[1] if sched else ""
+        results["slurmctld"] = ctldlog.summary(ctldlog.read(log), str(record["job_id"]))
+        results["load_after"] = os.getloadavg()
     finally:
         if cluster is not None:
             cluster.down()
@@ -139,6 +170,7 @@ def main() -> None:
     array, offloads, local = results["array"], results["offloads"], results["local"]
     ours = sum(array["ours_s"].values())
     slurm_part = array["wall_s"] - array["ours_s"]["import"]
+    array["rest_s"] = array["wall_s"] - results["slurmctld"]["array_submit_to_last_end_s"] - ours
     results["ratios"] = {
         "offloads_over_array_total": offloads["wall_s"] / array["wall_s"],
         "offloads_over_array_without_import": offloads["wall_s"] / slurm_part,
@@ -150,7 +182,11 @@ def main() -> None:
     (out_dir / "sweep.json").write_text(json.dumps(results, indent=2) + "\n")
 
     r = results["ratios"]
-    print(f"{len(ALPHAS)} points of {SLEEP:.0f} s each; K = {K} tasks at once on the node")
+    print(
+        f"{len(ALPHAS)} points of {SLEEP:.0f} s each; K = {K} tasks at once: the node declares"
+        f" {K} CPUs and each task asks for 1 (--max-parallel {K})"
+    )
+    print(f"slurm.conf SchedulerParameters={results['scheduler_parameters'] or '(Slurm defaults)'}")
     print(
         f"  array (one sbatch --array)   {array['wall_s']:7.1f} s  (Slurm: {array['slurm_s']} s"
         f" submit to last end; first queue wait {array['first_queue_wait_s']} s)"
@@ -158,6 +194,23 @@ def main() -> None:
     print(
         f"    ours: {', '.join(f'{k} {v:.1f} s' for k, v in array['ours_s'].items())}"
         f" = {ours:.1f} s"
+    )
+    c = results["slurmctld"]
+    runs, single = c["array_task_run_s"], c["single_queue_wait_s"]
+    print(
+        f"    slurmctld.log: {c['array_tasks_started']} tasks started"
+        f" {c['array_queue_wait_s']:.2f} s after the submission, within"
+        f" {c['array_start_spread_s']:.3f} s of each other; they ran {min(runs):.2f}-"
+        f"{max(runs):.2f} s; submit to last end {c['array_submit_to_last_end_s']:.2f} s"
+    )
+    rest = array["wall_s"] - c["array_submit_to_last_end_s"] - ours
+    print(
+        f"    the rest, {rest:.1f} s: the CLI's start, SSH, the submission, noticing the end,"
+        " closing the DVC workers, the record"
+    )
+    print(
+        f"    the single jobs' queue waits: {', '.join(f'{w:.2f}' for w in single)} s"
+        f" (they ran {', '.join(f'{r:.2f}' for r in c['single_run_s'])} s)"
     )
     print(f"  six sequential offloads      {offloads['wall_s']:7.1f} s")
     print(f"  six local sequential runs    {local['wall_s']:7.1f} s")
@@ -167,6 +220,8 @@ def main() -> None:
         f" (target ≥ {r['target_offloads_over_array']:.1f}x)"
     )
     print(f"  local / array:    {r['local_over_array_total']:.2f}x")
+    before, after = results["load_before"][0], results["load_after"][0]
+    print(f"load average (1 min) {before:.2f} before, {after:.2f} after")
     print("results: bench/results/sweep.json")
 
 

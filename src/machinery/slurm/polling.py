@@ -25,6 +25,17 @@ NO_ACCOUNTING = "accounting storage is disabled"
 PARTIAL_ROW_GRACE_S = 5.0
 
 
+def poll_interval(settings: SlurmSettings, waited: float) -> float:
+    """Seconds to the next squeue: fast while a short job may end any moment (a poll is ~10 ms
+    over one SSH connection), then backing off to the setting. The single job's watcher and
+    the sweep's array watcher share it, so an array does not notice its end later than a job."""
+    if waited > 30:
+        return settings.poll_interval
+    if waited > 10:
+        return min(settings.poll_interval, 0.25)
+    return min(settings.poll_interval, 0.1)
+
+
 def fields(text: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
@@ -166,13 +177,7 @@ class Watcher:
             self._state_change(base, reason, node)
             if self.log.more_waiting(reply.data):
                 continue  # the job writes faster than we poll: read on at once
-            # Poll fast while a short job may end any moment (a poll is ~10 ms over one SSH
-            # connection), then back off to the setting.
-            waited = time.monotonic() - watch_started
-            if waited > 30:
-                interval = self.settings.poll_interval
-            elif waited > 10:
-                interval = min(self.settings.poll_interval, 0.25)
+            interval = poll_interval(self.settings, time.monotonic() - watch_started)
             time.sleep(interval)
 
     def drain(self) -> None:

@@ -77,6 +77,8 @@ class ArrayBase:
         self.scratch = Path()
         self.futures: dict[int, Future[Imported]] = {}
         self.missing: dict[int, list[str]] = {}
+        # sacct's rows as the watcher's latest round read them (None: that round read none).
+        self.fresh_records: dict[int, JobRecord] | None = None
         self.kept: dict[int, PointResult] = {}
         # After a resubmission: point index → the array whose task for it counts, the states
         # of the points an earlier array finished, and the run dir's array history.

@@ -132,7 +132,7 @@ class Collecting(ArrayBase):
         new = [i for i in new if i not in self.missing]
         if not new:
             return
-        records = self._records()
+        records = self.fresh_records = self._records()
         ready = [i for i in new if is_final(records.get(i))]
         if ready:
             self._hand_over(ready, records)

@@ -7,6 +7,7 @@ import time
 
 from machinery.errors import UserError
 from machinery.slurm.accounting import JobRecord
+from machinery.slurm.polling import poll_interval
 from machinery.sweep.arrayout import Collecting
 from machinery.sweep.arraystate import ArrayState, all_final, states_from_sacct
 
@@ -25,17 +26,22 @@ class Watching(Collecting):
             if line != last:
                 self.say(line)
                 last = line
+            self.fresh_records = None
             self._hand_over_done(state)
             if state.final or (not known and len(state.states) == state.points):
                 break
             if not known and not state.states:
                 raise UserError(f"array {self.job_id}: neither squeue nor sacct knows it")
-            time.sleep(self.settings.poll_interval)
+            time.sleep(poll_interval(self.settings, time.monotonic() - t0))
         self.timings["watch"] = time.monotonic() - t0
         self.finished = True
         t1 = time.monotonic()
         deadline = t1 + self.settings.accounting_wait
-        records = self._records()
+        # The last round's hand-over read sacct after squeue saw the end: final rows need no
+        # second sacct call (0.2 s on the clock the user waits on).
+        records = self.fresh_records
+        if records is None or not all_final(records, state.points):
+            records = self._records()
         while not all_final(records, state.points) and time.monotonic() < deadline:
             time.sleep(0.5)
             records = self._records()

@@ -66,6 +66,11 @@ def serve() -> None:
             text = log.read().decode(errors="replace")[-LOG_TAIL:]
         replies.write(json.dumps({"rc": rc, "log": text}) + "\n")
         replies.flush()
+    # Every command's repo was closed by DVC's main and every reply flushed: nothing is left
+    # to write. Skipping the interpreter's teardown of DVC's thousands of modules saves the
+    # sweep 0.1-0.3 s after its last point, on the clock the user waits on.
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
