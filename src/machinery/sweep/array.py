@@ -21,6 +21,7 @@ from machinery.slurm.accounting import JobRecord
 from machinery.slurm.offload import Interrupted, _ignore_signals, cancel_on_signals
 from machinery.slurm.transport import ConnectionLost, RemoteTimeout
 from machinery.sweep.arraybase import KEY_PREFIX
+from machinery.sweep import resubmit
 from machinery.sweep.arraysubmit import Submitting, dry_run_text
 from machinery.sweep.arraywatch import Watching
 from machinery.sweep.record import PointResult, SweepRecord
@@ -83,6 +84,10 @@ class ArraySweep(Submitting, Watching):
             job_id=self.job_id,
             reattached=self.reattached,
             resubmitted=self.resubmitted,
+            arrays=[
+                {"job_id": job, "array": spec}
+                for job, spec in resubmit.arrays(self.history, self.job_id or "", len(results))
+            ],
             wall_s=wall,
             alloc_cpu_s=round(alloc, 3) if records else None,
             total_cpu_s=round(used, 3) if records else None,
