@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,26 +29,36 @@ DONE = ["ridge.alpha-0_hold-False", "ridge.alpha-1_hold-False"]
 REASON = "preempted by a higher-priority job; a rerun submits it again"
 
 
-@pytest.fixture(scope="module")
-def urgent() -> Iterator[Cluster]:
-    """With accounting (~3 s more to start): the tasks' records and figures come from sacct,
-    as on the session's cluster."""
-    session = start_preempting_cluster(accounting=True)
+@dataclass
+class Preempting:
+    cluster: Cluster
+    accounting: bool
+
+
+@pytest.fixture(scope="module", params=["sacct", "no-accounting"])
+def preempting(request: pytest.FixtureRequest) -> Iterator[Preempting]:
+    """With accounting (~3 s more to start) the tasks' records come from sacct, as on the
+    session's cluster; without slurmdbd from squeue and what each task wrote, as a single
+    offload's do there."""
+    accounting = request.param == "sacct"
+    session = start_preempting_cluster(accounting=accounting)
     try:
-        yield session
+        yield Preempting(session, accounting)
     finally:
         session.stop()
 
 
 def test_preempted_points_are_listed_and_a_rerun_submits_just_them(
-    urgent: Cluster, tmp_path: Path
+    preempting: Preempting, tmp_path: Path
 ) -> None:
+    urgent, accounting = preempting.cluster, preempting.accounting
     token = secrets.token_hex(4)
     marker = urgent.home_path(f".mlops-sweep-preempt-{token}")
     train = {"hold": False, "hold_until": f"~/{marker.name}"}
     project = make_sweep_project(tmp_path / "p", token, train=train)
+    env = urgent.env() | {"MLOPS_SLURM_ACCOUNTING_WAIT": "60"}  # a wait for sacct would show
     try:
-        with running_sweep(project, *GRID, env=urgent.env()) as run:
+        with running_sweep(project, *GRID, env=env) as run:
             run.wait_for("submitted array")
             run.wait_for("2/4 done, 2 running")
             preempt(urgent)
@@ -60,14 +71,20 @@ def test_preempted_points_are_listed_and_a_rerun_submits_just_them(
         assert "2/4 done, 0 running, 0 pending, 2 failed" in err
         assert f"point {HELD[0]}: PREEMPTED: {REASON}" in err
         assert "DUE TO PREEMPTION" in err  # slurmstepd's line, in the log's tail
-        tasks = urgent.slurm("sacct", "-n", "-X", "-P", "-j", job, "-o", "JobID,State")
-        assert sorted(tasks.split()) == [
-            f"{job}_0|COMPLETED",
-            f"{job}_1|PREEMPTED",
-            f"{job}_2|COMPLETED",
-            f"{job}_3|PREEMPTED",
-        ]
         record = json.loads((project.path / "reports/sweep.json").read_text())
+        if accounting:
+            tasks = urgent.slurm("sacct", "-n", "-X", "-P", "-j", job, "-o", "JobID,State")
+            assert sorted(tasks.split()) == [
+                f"{job}_0|COMPLETED",
+                f"{job}_1|PREEMPTED",
+                f"{job}_2|COMPLETED",
+                f"{job}_3|PREEMPTED",
+            ]
+            assert record["efficiency"] is not None
+        else:
+            assert "no accounting (Slurm accounting storage is disabled)" in err
+            assert record["timings_s"]["accounting"] < 5, record["timings_s"]
+            assert record["efficiency"] is None and record["total_cpu_s"] is None
         failed = [
             (p["name"], p["state"], p["reason"]) for p in record["points"] if not p["experiment"]
         ]
@@ -81,7 +98,7 @@ def test_preempted_points_are_listed_and_a_rerun_submits_just_them(
         ]
 
         marker.touch()  # the held points now run through
-        rerun = project.sweep(*GRID, env=urgent.env())
+        rerun = project.sweep(*GRID, env=env)
         assert rerun.returncode == 0, rerun.stderr
         new = submitted([rerun.stderr])
         assert (

@@ -55,7 +55,7 @@ class Collecting(ArrayBase):
                     )
             if st != "COMPLETED" and result.reason in ("", "NonZeroExitCode"):
                 why = f"exit code {result.exit_code}" if result.exit_code else ""
-                result.reason = why or NO_REASON.get(st, st)
+                result.reason = NO_REASON.get(st) or why or st
             results.append(result)
         ok = [r for r in results if r.state == "COMPLETED"]
         failed = [r for r in results if r.state != "COMPLETED"]
@@ -170,6 +170,7 @@ class Collecting(ArrayBase):
                     identity=f"{self.key}_{index}",
                     reattached=self.reattached,
                     timings={},
+                    accounting_error=self.no_accounting or None,
                 ).write(where)
 
     def _tails(self, failed: list[PointResult]) -> None:
