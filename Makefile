@@ -150,7 +150,9 @@ pipeline: ci-remote ## CI: dvc repro --pull (unchanged stages restored, not re-r
 	@if [ -n "$${MLOPS_RETRAIN_REASON:-}" ]; then $(BIN)/mlops retrain update-imports; fi
 	set -o pipefail; $(BIN)/dvc repro --pull 2>&1 | tee $(PIPELINE_LOG)
 	$(BIN)/dvc push --run-cache
-	set -o pipefail; $(BIN)/mlops sweep --from-params --if-present --allow-failed-points 2>&1 \
+	@# --push: dvc exp push the points to the project's git remote (MLOPS_GIT_TOKEN), so the
+	@# comment's `dvc exp pull`/`apply` works after this job's clone is gone (docs/sweeps.md).
+	set -o pipefail; $(BIN)/mlops sweep --from-params --if-present --allow-failed-points --push 2>&1 \
 	  | tee -a $(PIPELINE_LOG) || { echo "ERROR: the sweep: section's sweep failed (docs/sweeps.md)" \
 	  | tee -a $(PIPELINE_LOG); exit 1; }
 

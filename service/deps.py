@@ -21,6 +21,19 @@ def container_of(request: Request) -> Container:
     return container
 
 
+def first_headers(raw: list[tuple[bytes, bytes]], *names: bytes) -> list[str | None]:
+    """The first value of each of ``names`` (lower-case, as in an ASGI scope) in one pass over
+    the raw header list, None where absent: what ``request.headers.get`` gives for each, without
+    building Starlette's ``Headers`` on the prediction routes."""
+    found: list[str | None] = [None] * len(names)
+    for name, value in raw:
+        if name in names:
+            at = names.index(name)
+            if found[at] is None:
+                found[at] = value.decode("latin-1")
+    return found
+
+
 def store_of(request: Request) -> ModelStore:
     store: ModelStore = container_of(request).model_store()
     return store

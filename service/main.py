@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.types import ASGIApp
 
 from service.container import Container
 from service.decoding import ImageDecoder
@@ -31,6 +32,29 @@ _SECURED = {"/predict", "/get_experiment_metas", "/replace_ml_model", "/feedback
 _SECURED |= _V2_MODEL_PATHS
 _SCOPE_OF = {"/replace_ml_model": "admin", "/feedback": "feedback"}
 _WITH_BODY = {"/predict", "/replace_ml_model", "/feedback"}
+
+
+class ServiceApp(FastAPI):
+    """FastAPI with the service's own middlewares outermost.
+
+    FastAPI puts ``ServerErrorMiddleware`` and its telemetry and body-limit middlewares (both
+    idle here: telemetry is off, the body limit is the service's own) around the user's
+    middlewares; a prediction paid those three calls on every request. Here they wrap only what
+    the hot routes pass on (``service/hot_routes.py``). What ``ServerErrorMiddleware`` did for a
+    hot route, uvicorn does the same way: an exception before any response is logged
+    ("Exception in ASGI application") and answered ``500 Internal Server Error`` (text/plain);
+    the metrics middleware, outermost, counts it as a 500 either way.
+    """
+
+    def build_middleware_stack(self) -> ASGIApp:
+        own, self.user_middleware = self.user_middleware, []
+        try:
+            app = super().build_middleware_stack()
+        finally:
+            self.user_middleware = own
+        for cls, args, kwargs in reversed(own):
+            app = cls(app, *args, **kwargs)
+        return app
 
 
 def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
@@ -63,7 +87,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
             decoder.close()
             await store.stop()
 
-    app = FastAPI(
+    app = ServiceApp(
         title="Inference service",
         summary="Predictions from the model the registry alias points at, with hot swap.",
         version="1.0.0",

@@ -19,7 +19,9 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from service.decoding import RETRY_AFTER_SECONDS
-from service.deps import require_predict, store_of
+from service.answer import Answer
+from service.auth import PREDICT
+from service.deps import container_of, first_headers, store_of
 from service.inference import LoadedModel
 from service.model_store import ModelStore
 from service.routes.predict import _predict
@@ -108,10 +110,12 @@ def _served(store: ModelStore, name: str, version: str | None) -> LoadedModel:
 
 
 async def _authorized_model(
-    request: Request, name: str, version: str | None
+    request: Request, name: str, version: str | None, authorization: str | None
 ) -> LoadedModel | JSONResponse:
+    """The served model after the ``predict`` scope check of the ``Authorization`` header
+    (None when absent; read by the caller, with the other headers it needs)."""
     try:
-        await require_predict(request)
+        await container_of(request).authenticator().authorize(authorization, PREDICT)
         return _served(store_of(request), name, version)
     except HTTPException as exc:
         return _from_http(exc)
@@ -173,7 +177,7 @@ async def model_version_metadata(request: Request, name: str, version: str) -> R
 
 
 async def _metadata_response(request: Request, name: str, version: str | None) -> Response:
-    model = await _authorized_model(request, name, version)
+    model = await _authorized_model(request, name, version, request.headers.get("authorization"))
     if isinstance(model, JSONResponse):
         return model
     return JSONResponse(_metadata(model))
@@ -194,7 +198,7 @@ async def model_version_ready(request: Request, name: str, version: str) -> Resp
 
 
 async def _ready_response(request: Request, name: str, version: str | None) -> Response:
-    model = await _authorized_model(request, name, version)
+    model = await _authorized_model(request, name, version, request.headers.get("authorization"))
     if isinstance(model, JSONResponse):
         return model
     return JSONResponse({"name": model.card.name, "ready": True})
@@ -220,6 +224,8 @@ async def infer_version(request: Request, name: str, version: str) -> Response:
     return await _infer(request, name, version)
 
 
+_HEADER_LENGTH = HEADER_LENGTH.encode()
+
 INFER_ROUTES = [
     route
     for route in router.routes
@@ -229,16 +235,17 @@ INFER_ROUTES = [
 
 async def _infer(request: Request, name: str, version: str | None) -> Response:
     # The token first, then the model, then the body: an anonymous caller learns nothing.
-    model = await _authorized_model(request, name, version)
+    authorization, binary_header_length = first_headers(
+        request.scope["headers"], b"authorization", _HEADER_LENGTH
+    )
+    model = await _authorized_model(request, name, version, authorization)
     if isinstance(model, JSONResponse):
         return model
     store = store_of(request)
     settings = store.settings
     try:
         body = await read_body(request, settings.max_upload_bytes)
-        parsed = parse_request(
-            body, request.headers.get(HEADER_LENGTH), model.card, settings.max_batch_rows
-        )
+        parsed = parse_request(body, binary_header_length, model.card, settings.max_batch_rows)
     except HTTPException as exc:
         return _from_http(exc)
     except V2Error as exc:
@@ -270,9 +277,9 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         [(name, *produced[name], binary) for name, binary in parsed.outputs.items()],
     )
     if header_length is None:
-        return Response(content, media_type="application/json")
-    return Response(
+        return Answer(content)
+    return Answer(
         content,
-        media_type="application/octet-stream",
-        headers={"Inference-Header-Content-Length": str(header_length)},
+        b"application/octet-stream",
+        ((b"inference-header-content-length", str(header_length).encode()),),
     )

@@ -4,13 +4,21 @@ could not be called that way is refused when the app is built, not skipped silen
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+import pytest
+import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-import pytest
 
 from service.hot_routes import HotRoutes
 from tests.service.conftest import PREDICT, ZERO_ROW
+from tests.support.ports import free_port
 
 
 def test_other_methods_and_a_trailing_slash_are_fastapis_answers(client: TestClient) -> None:
@@ -68,3 +76,56 @@ def test_an_endpoint_with_a_query_parameter_or_another_method_is_refused() -> No
         assert isinstance(route, APIRoute)
         with pytest.raises(TypeError, match="cannot be served directly"):
             HotRoutes(FastAPI(), [route])
+
+
+def test_a_crash_in_a_hot_route_is_a_counted_500_and_the_server_goes_on(
+    make_app: Callable[..., FastAPI], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The service's middlewares sit outside Starlette's ``ServerErrorMiddleware``
+    (``service.main.ServiceApp``): on a real uvicorn an unexpected error in ``/predict`` is
+    still answered 500, logged with its traceback, counted as a 500 for the route, and the
+    next request is served."""
+    app = make_app()
+    port = free_port()
+    server = uvicorn.Server(
+        # log_config=None: uvicorn leaves logging alone, so its error log reaches caplog.
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert httpx.post(f"{base}/predict", json=ZERO_ROW, headers=PREDICT).status_code == 200
+        store = app.state.container.model_store()
+        model = store.current
+
+        def broken(rows: object) -> object:
+            raise RuntimeError("onnxruntime fell over")
+
+        object.__setattr__(model, "predict", broken)  # LoadedModel is a frozen dataclass
+        with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+            answer = httpx.post(f"{base}/predict", json=ZERO_ROW, headers=PREDICT)
+        assert answer.status_code == 500
+        assert answer.text == "Internal Server Error"
+        assert "Exception in ASGI application" in caplog.text
+        assert "onnxruntime fell over" in caplog.text
+        object.__delattr__(model, "predict")
+        assert httpx.post(f"{base}/predict", json=ZERO_ROW, headers=PREDICT).status_code == 200
+        metrics = httpx.get(f"{base}/metrics").text
+        counted = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in metrics.splitlines()
+            if line.startswith("mlops_http_requests_total{")
+        }
+        assert (
+            counted['mlops_http_requests_total{method="POST",route="/predict",status="500"}'] == 1
+        )
+        assert (
+            counted['mlops_http_requests_total{method="POST",route="/predict",status="200"}'] == 2
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

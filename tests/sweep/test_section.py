@@ -136,3 +136,30 @@ def test_the_pr_comment_gains_the_sweep_section(project: ReportProject, mlops: M
     again = mlops("comment", "--dry-run")
     assert again.exit_code == 0, again.output
     check_resubmitted(again.stdout)
+
+
+def test_after_a_ci_push_the_section_gives_the_command_that_fetches_and_applies_the_best(
+    tmp_path: Path,
+) -> None:
+    rec = record()
+    refs = [p.experiment for p in rec.points if p.ok]
+    rec.kept = {"remote": "origin", "refs": refs, "error": ""}
+    md = render_section(tmp_path, rec)
+    best = "refs/exps/aa/bb/estimator-svc-1"
+    assert f"```bash\ndvc exp pull origin {best} && dvc exp apply {best}\n```" in md
+    assert "Every point: `dvc exp pull origin --rev aabb`." in md
+    assert "The 3 experiments are kept on the project's git remote" in md
+    assert "`dvc exp apply estimator-svc-1`" not in md  # a bare name: ambiguous across pushes
+
+
+def test_a_failed_ci_push_says_the_experiments_were_not_kept_and_gives_no_command(
+    tmp_path: Path,
+) -> None:
+    rec = record()
+    rec.kept = {"remote": "origin", "refs": [], "error": f"unexpected http resp 403 {HOSTILE}"}
+    md = render_section(tmp_path, rec)
+    table_with_header(md, "", "experiment")  # the table is still there
+    said = md.split("**The experiments were not kept**", 1)[1].split("\n", 1)[0]
+    assert "pushing them to the project's git remote failed (unexpected http resp 403" in said
+    assert "dvc exp pull" not in md and "dvc exp apply" not in md
+    assert not [h for h in raw_html(md) if "<img" in h], raw_html(md)

@@ -200,7 +200,10 @@ def git_push(env: Env) -> list[Row]:
     from machinery.ci.git import push_target
 
     if not env.get(GIT_TOKEN):
-        raise NotConfigured(f"{GIT_TOKEN} not set (main needs it: experiment tags, the bump)")
+        raise NotConfigured(
+            f"{GIT_TOKEN} not set (main needs it: experiment tags, the bump; merge requests for"
+            " a sweep: section's experiments)"
+        )
     try:
         url, git_env = push_target(dict(env))
     except UserError as exc:

@@ -56,6 +56,13 @@ def sweep(
         bool,
         typer.Option("--best", help="print the best experiment of the last sweep, then exit"),
     ] = False,
+    push: Annotated[
+        bool,
+        typer.Option(
+            "--push",
+            help="then dvc exp push the experiments to the project's git remote (CI keeps them)",
+        ),
+    ] = False,
 ) -> None:
     """Run a parameter grid: one Slurm job array (or here, at most K at a time); every point
     becomes a DVC experiment and reports/sweep.json indexes them."""
@@ -84,6 +91,10 @@ def sweep(
         from_params=from_params,
     )
     record = run_sweep(root, request, transport=transport, dry_run=dry_run)
+    if record is not None and push:
+        from machinery.sweep.keep import keep
+
+        keep(root, record)
     if record is None or not record.failed:
         return
     if allow_failed and len(record.failed) < len(record.points):

@@ -57,6 +57,9 @@ class SweepRecord:
     total_cpu_s: float | None = None  # Σ TotalCPU over the tasks
     efficiency: float | None = None  # E over the array = used ÷ allocated CPU time
     timings_s: dict[str, float] = field(default_factory=dict)
+    # mlops sweep --push: where the experiments went (machinery.sweep.keep.Kept), None if not
+    # pushed (a sweep on a developer's machine, whose experiments stay in its own git).
+    kept: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def write(self, root: Path) -> Path:

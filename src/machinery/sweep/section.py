@@ -91,21 +91,43 @@ def render_section(root: Path, record: SweepRecord) -> str:
             cells += [_num(p.params[k]) if k in p.params else "–" for k in keys]
             cells += [_num(p.metrics.get(m)) for m in metrics]
             lines.append(_row(cells))
-        lines += [
-            "",
-            (
-                f"`dvc exp apply {points[0].name}` makes the best point the workspace"
-                if metric
-                else "`dvc exp show` lists every point"
-            ),
-            "",
-        ]
+        lines += ["", *_advice(record, points[0] if metric else None), ""]
     else:
         lines += ["No point completed.", ""]
     failed = record.failed
     if failed:
         lines += _failed(failed)
     return "\n".join(lines)
+
+
+def _advice(record: SweepRecord, best: PointResult | None) -> list[str]:
+    """How to use the points: in the workspace that ran the sweep, or, after a CI job pushed
+    them (``mlops sweep --push``), from a clone of the project; or that CI could not keep them."""
+    kept = record.kept
+    if kept and kept.get("error"):
+        return [
+            "**The experiments were not kept**: pushing them to the project's git remote failed"
+            f" ({text(kept['error'])}), so they ended with the CI job. `MLOPS_GIT_TOKEN` must"
+            ' be able to push to the project in this pipeline (docs/sweeps.md, "What CI keeps").'
+        ]
+    if kept and kept.get("refs"):
+        remote = kept.get("remote") or "origin"
+        ref = best.experiment if best and best.experiment in kept["refs"] else None
+        baseline = kept["refs"][0].split("/")
+        rev = baseline[2] + baseline[3] if len(baseline) > 4 else ""
+        lines = [
+            f"The {len(kept['refs'])} experiments are kept on the project's git remote"
+            " (`refs/exps/`), their outputs in the DVC remote."
+        ]
+        if ref:
+            lines[0] += " The best point as your workspace, from a clone of the project:"
+            lines += ["", "```bash", f"dvc exp pull {remote} {ref} && dvc exp apply {ref}", "```"]
+        if rev:
+            lines += ["", f"Every point: {code(f'dvc exp pull {remote} --rev {rev}')}."]
+        return lines
+    if best is not None:
+        return [f"`dvc exp apply {best.name}` makes the best point the workspace"]
+    return ["`dvc exp show` lists every point"]
 
 
 def _failed(failed: list[PointResult]) -> list[str]:
