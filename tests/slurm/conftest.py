@@ -43,6 +43,16 @@ class Cluster:
         extra = self.info.env() if transport == "ssh" else self.info.local_env()
         return {**base, **extra, "MLOPS_SLURM_WORKDIR": self.workdir}
 
+    def env_via(self, port: int) -> dict[str, str]:
+        """``env()`` for a login node reached through ``port`` (a TcpRelay in front of sshd):
+        the pinned host key is the same, under that port."""
+        return self.env() | {
+            "MLOPS_SLURM_SSH_PORT": str(port),
+            "MLOPS_SLURM_SSH_KNOWN_HOSTS": self.info.known_hosts.replace(
+                f"]:{self.info.ssh_port} ", f"]:{port} "
+            ),
+        }
+
     def slurm(self, *args: str) -> str:
         """Run a Slurm command here as root (sees every user's jobs)."""
         env = {**os.environ, "SLURM_CONF": self.info.slurm_conf}

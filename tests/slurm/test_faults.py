@@ -164,13 +164,7 @@ def test_login_node_gone_for_good_gives_up_and_a_rerun_reattaches(
 ) -> None:
     project = project_factory("mkdir -p out && sleep 6; echo done > out/x.txt")
     relay = TcpRelay(cluster.info.ssh_port)
-    via_relay = cluster.env() | {
-        "MLOPS_SLURM_SSH_PORT": str(relay.port),
-        "MLOPS_SLURM_SSH_KNOWN_HOSTS": cluster.info.known_hosts.replace(
-            f"]:{cluster.info.ssh_port} ", f"]:{relay.port} "
-        ),
-        "MLOPS_SLURM_RECONNECT_TIMEOUT": "3",
-    }
+    via_relay = cluster.env_via(relay.port) | {"MLOPS_SLURM_RECONNECT_TIMEOUT": "3"}
     proc = project.start(via_relay)
     seen: list[str] = []
     wait_for_line(seen, "RUNNING", proc, timeout=60)

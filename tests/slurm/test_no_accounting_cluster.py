@@ -2,10 +2,9 @@
 
 ``AccountingStorageType=accounting_storage/none`` (no MariaDB, no slurmdbd): sacct refuses at
 once, so the record comes from squeue's last state and the exit code the job script wrote.
-``PreemptType=preempt/partition_prio`` with ``PreemptMode=CANCEL``: a job in ``urgent``
-(PriorityTier 10) that needs the whole node cancels a job of ``debug`` (tier 1), which then
-ends PREEMPTED. It runs beside the session's shared cluster (own ports, state directory and
-munge socket); ``up`` takes well under a second without the database.
+Its ``urgent`` partition preempts ``debug`` (tests/slurm/preemption.py): a job there that needs
+the whole node makes a running job of ``debug`` end PREEMPTED. It runs beside the session's
+shared cluster (own ports, state directory and munge socket).
 """
 
 from __future__ import annotations
@@ -20,22 +19,11 @@ from typing import Any
 
 import pytest
 
-from tests.slurm.conftest import (
-    Cluster,
-    Project,
-    make_project,
-    start_local_cluster,
-    wait_for_line,
-)
+from tests.slurm.conftest import Cluster, Project, make_project, wait_for_line
+from tests.slurm.preemption import preempt, start_preempting_cluster
 
 pytestmark = pytest.mark.integration
 
-CPUS = 2  # the preempting job asks for all of them
-PREEMPTION = [
-    "PreemptType=preempt/partition_prio",
-    "PreemptMode=CANCEL",
-    "PartitionName=urgent Nodes=${host} PriorityTier=10 MaxTime=INFINITE State=UP",
-]
 # Far more than a run takes: a run that waited it out for sacct would show.
 ACCOUNTING_WAIT = 60
 DISABLED = "Slurm accounting storage is disabled"  # sacct's own words on such a cluster
@@ -44,7 +32,7 @@ DISABLED = "Slurm accounting storage is disabled"  # sacct's own words on such a
 @pytest.fixture(scope="module")
 def bare(cluster: Cluster) -> Iterator[Cluster]:
     """Started while the shared cluster runs (``cluster``), as in the full suite."""
-    session = start_local_cluster(CPUS, accounting=False, extra_conf=PREEMPTION)
+    session = start_preempting_cluster(accounting=False)
     try:
         yield session
     finally:
@@ -141,8 +129,7 @@ def test_a_preempted_job_is_replaced_by_a_rerun(bare: Cluster, tmp_path: Path) -
         seen: list[str] = []
         wait_for_line(seen, "RUNNING", proc, timeout=60)
         job = submitted_job("".join(seen))
-        # As root, into the high tier, asking for the whole node: only preempting makes room.
-        bare.slurm("sbatch", "-p", "urgent", f"-c{CPUS}", "-o", "/dev/null", "--wrap", "true")
+        preempt(bare)
         _, err = proc.communicate(timeout=60)
         err = "".join(seen) + err
         assert proc.returncode == 1, err

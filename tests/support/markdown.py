@@ -136,3 +136,10 @@ def links(md: str) -> list[tuple[str, str]]:
 
     walk(_parser().parse(md))
     return found
+
+
+def paragraphs(md: str) -> list[str]:
+    """Every paragraph's text as a reader sees it (``plain``: escapes resolved, code spans'
+    content without their backticks)."""
+    tokens = _parser().parse(md)
+    return [plain(tokens[i + 1]) for i, t in enumerate(tokens) if t.type == "paragraph_open"]

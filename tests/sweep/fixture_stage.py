@@ -48,6 +48,10 @@ def train() -> None:
             time.sleep(600)
         except FileExistsError:
             pass
+    if p.get("hold") and not os.path.exists(os.path.expanduser(p["hold_until"])):
+        # A point that waits to be preempted, until the marker exists (its rerun runs through).
+        print("waiting to be preempted", flush=True)
+        time.sleep(600)
     rows = _rows("train")
     model: dict[str, object] = {"estimator": p["estimator"]}
     if p["estimator"] == "ridge":

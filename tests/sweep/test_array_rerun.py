@@ -10,19 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurm.conftest import Cluster, wait_for_line
-from tests.sweep.project import SweepProject, make_sweep_project
-from tests.sweep.test_array_faults import submitted
+from tests.slurm.conftest import Cluster
+from tests.sweep.project import make_sweep_project
+from tests.sweep.running import exp_commits, running_sweep, submitted
 
 pytestmark = [pytest.mark.integration]
 
 GRID = ("-S", "train.ridge.alpha=0,1,2", "--max-parallel", "3")
-
-
-def exp_commits(project: SweepProject) -> dict[str, str]:
-    out = project.must("git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps/")
-    refs = [line.split() for line in out.splitlines()]
-    return {r.rsplit("/", 1)[1]: sha for sha, r in refs if r.split("/")[2] not in ("exec", "apply")}
 
 
 def test_a_rerun_resubmits_only_the_point_whose_task_failed(
@@ -84,26 +78,21 @@ def test_a_rerun_after_a_cancelled_task_resubmits_that_point(
     marker = cluster.home_path(f".mlops-sweep-hold-{token}")
     project = make_sweep_project(tmp_path / "p", token, train={"hold_once": f"~/{marker.name}"})
     argv = ("train", "-S", "train.ridge.alpha=0,1", "--max-parallel", "2")
-    proc = project.popen(*argv, env=cluster.env())
-    lines: list[str] = []
-    try:
-        wait_for_line(lines, "1/2 done, 1 running", proc, timeout=120)
-        job = submitted(lines)
-        held = cluster.slurm("squeue", "-h", "-j", job, "-t", "RUNNING", "-o", "%i").split()
-        assert len(held) == 1, held
-        # Cancelled by someone else (an admin, a reservation): not by this sweep's SIGTERM.
-        cluster.slurm("scancel", held[0])
-        _, err = proc.communicate(timeout=120)
-        err = "".join(lines) + err
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    with running_sweep(project, *argv, env=cluster.env()) as run:
+        try:
+            run.wait_for("1/2 done, 1 running")
+            job = run.job
+            held = cluster.slurm("squeue", "-h", "-j", job, "-t", "RUNNING", "-o", "%i").split()
+            assert len(held) == 1, held
+            # Cancelled by someone else (an admin, a reservation): not by this sweep's SIGTERM.
+            cluster.slurm("scancel", held[0])
+            rc, err = run.finish()
+        finally:
             # The held task would keep a CPU of the shared cluster for 10 minutes.
-            if "submitted array " in "".join(lines):
-                cluster.slurm("scancel", submitted(lines))
+            if run.proc.poll() is None and "submitted array " in "".join(run.lines):
+                cluster.slurm("scancel", run.job)
     try:
-        assert proc.returncode == 1, err
+        assert rc == 1, err
         bad = int(held[0].split("_")[1])
         record = json.loads((project.path / "reports/sweep.json").read_text())
         assert record["points"][bad]["state"] == "CANCELLED", err

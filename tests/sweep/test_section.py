@@ -9,7 +9,13 @@ import pytest
 
 from machinery.sweep.record import PointResult, SweepRecord
 from machinery.sweep.section import render_section
-from tests.support.markdown import alignments, raw_html, table_with_header
+from tests.support.markdown import (
+    alignments,
+    code_spans,
+    paragraphs,
+    raw_html,
+    table_with_header,
+)
 from tests.support.report_project import Mlops, ReportProject
 
 HOSTILE = "<img src=x onerror=alert(1)>|"
@@ -83,6 +89,39 @@ def test_a_lower_is_better_metric_ranks_the_other_way(tmp_path: Path) -> None:
     assert "ranked by `log_loss` (lower is better)" in md
 
 
+def resubmitted() -> SweepRecord:
+    """``record()`` after a rerun resubmitted point 1 in a second array."""
+    rec = record()
+    rec.job_id = "815"
+    rec.arrays = [{"job_id": "812", "array": "0-3"}, {"job_id": "815", "array": "1,3"}]
+    for p in rec.points:
+        p.task_id = f"812_{p.index}"
+    rec.points[1].task_id, rec.points[1].resubmits = "815_1", 1
+    return rec
+
+
+def check_resubmitted(md: str) -> None:
+    facts, line = paragraphs(md[md.index("### Sweep") :])[:2]
+    assert facts.startswith("Slurm arrays 812 (--array=0-3), then 815 (--array=1,3) · wall time")
+    assert line == (
+        "Rerun in a later array (an earlier task did not complete): estimator-svc-1 (815_1)"
+    )
+    assert {"812", "815", "--array=0-3", "--array=1,3", "815_1"} <= set(code_spans(md))
+    # The tables are as for one array.
+    assert table_with_header(md, "", "experiment")[1][:2] == ["★ best", "estimator-svc-1"]
+
+
+def test_a_resubmitted_array_shows_both_arrays_and_the_rerun_points(tmp_path: Path) -> None:
+    rec = resubmitted()
+    check_resubmitted(render_section(tmp_path, rec))
+    # One array, as before: no list of arrays, no rerun line.
+    rec.arrays = rec.arrays[:1]
+    rec.points[1].resubmits = 0
+    md = render_section(tmp_path, rec)
+    assert paragraphs(md)[0].startswith("one Slurm array 815 (--array=0-3%2) · ")
+    assert "Rerun" not in md
+
+
 @pytest.mark.integration
 def test_the_pr_comment_gains_the_sweep_section(project: ReportProject, mlops: Mlops) -> None:
     without = mlops("comment", "--dry-run")
@@ -93,6 +132,10 @@ def test_the_pr_comment_gains_the_sweep_section(project: ReportProject, mlops: M
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith(without.stdout.rstrip("\n").rsplit("\n", 1)[0][:40])
     check_section(result.stdout)
+    resubmitted().write(project.path)
+    again = mlops("comment", "--dry-run")
+    assert again.exit_code == 0, again.output
+    check_resubmitted(again.stdout)
 
 
 def test_after_a_ci_push_the_section_gives_the_command_that_fetches_and_applies_the_best(

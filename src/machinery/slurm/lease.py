@@ -11,6 +11,10 @@ from machinery.slurm.polling import fields
 from machinery.slurm.script import Layout
 from machinery.slurm.transport import Transport
 
+# A cancelled CI job has seconds before it is killed: the cancel does not wait minutes for a
+# dead login node to come back (reconnect_timeout), only this long.
+CANCEL_RECONNECT_S = 20.0
+
 
 def release(transport: Transport, layout: Layout | None, job_id: str | None, done: bool) -> None:
     """Give up this run's lease (best effort: a lease also expires on its own)."""
@@ -35,6 +39,8 @@ def cancel(
     """Cancel the job (``noun``: "job" or "array") unless other runs hold it; ``cancelled`` is
     what the user is told when it was."""
     what = f"{noun} {job_id}" if job_id else "the submission"
+    if hasattr(transport, "reconnect_timeout"):
+        transport.reconnect_timeout = min(transport.reconnect_timeout, CANCEL_RECONNECT_S)
     cmd = remote.render_cancel(job_id, layout, lease_ttl)
     try:
         res = transport.run(cmd, timeout=30)

@@ -358,9 +358,6 @@ class Offload:
         if self.job_done:
             self.say(f"job {self.job_id} had already ended: nothing to cancel")
             return
-        if hasattr(self.transport, "reconnect_timeout"):
-            # A cancelled CI job has seconds before it is killed: do not wait minutes for SSH.
-            self.transport.reconnect_timeout = 20.0
         lease.cancel(
             self.transport,
             self.layout,

@@ -21,6 +21,7 @@ from machinery.slurm.accounting import JobRecord
 from machinery.slurm.offload import Interrupted, _ignore_signals, cancel_on_signals
 from machinery.slurm.transport import ConnectionLost, RemoteTimeout
 from machinery.sweep.arraybase import KEY_PREFIX
+from machinery.sweep import resubmit
 from machinery.sweep.arraysubmit import Submitting, dry_run_text
 from machinery.sweep.arraywatch import Watching
 from machinery.sweep.record import PointResult, SweepRecord
@@ -67,6 +68,8 @@ class ArraySweep(Submitting, Watching):
     def _record(self, results: list[PointResult], records: dict[int, JobRecord]) -> SweepRecord:
         used = sum(r.total_cpu_s or 0.0 for r in records.values())
         alloc = sum(r.alloc_cpus * r.elapsed_s for r in records.values())
+        # Without accounting the CPU time used is unknown: no E, never a made-up 0.
+        known = bool(records) and all(r.total_cpu_s is not None for r in records.values())
         submits = [r.submit for r in records.values() if r.submit]
         ends = [r.end for r in records.values() if r.end]
         starts = [r.start for r in records.values() if r.start]
@@ -83,10 +86,14 @@ class ArraySweep(Submitting, Watching):
             job_id=self.job_id,
             reattached=self.reattached,
             resubmitted=self.resubmitted,
+            arrays=[
+                {"job_id": job, "array": spec}
+                for job, spec in resubmit.arrays(self.history, self.job_id or "", len(results))
+            ],
             wall_s=wall,
             alloc_cpu_s=round(alloc, 3) if records else None,
-            total_cpu_s=round(used, 3) if records else None,
-            efficiency=round(used / alloc, 4) if alloc > 0 else None,
+            total_cpu_s=round(used, 3) if known else None,
+            efficiency=round(used / alloc, 4) if alloc > 0 and known else None,
             timings_s={k: round(v, 3) for k, v in self.timings.items()},
         )
 

@@ -7,6 +7,7 @@ The parts are mixins over this base, one module each: submission (``arraysubmit`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -19,8 +20,9 @@ import yaml
 from machinery.errors import UserError
 from machinery.files import sha256_file
 from machinery.slurm import script
-from machinery.slurm.accounting import SACCT_FORMAT, JobRecord
+from machinery.slurm.accounting import SACCT_FORMAT, TERMINAL, JobRecord
 from machinery.slurm.connect import make_transport
+from machinery.slurm.polling import NO_ACCOUNTING, fallback_record, fields
 from machinery.slurm.settings import SlurmSettings
 from machinery.slurm.stage import REPORT_DIR, code_files, expand
 from machinery.slurm.transport import Transport
@@ -86,6 +88,10 @@ class ArrayBase:
         self.earlier: dict[int, str] = {}
         self.history = ""
         self.resubmitted: list[int] = []
+        # sacct's words on a cluster without accounting storage: the tasks' records are then
+        # squeue's states and the exit codes the tasks wrote, as a single offload's are.
+        self.no_accounting = ""
+        self.live: ArrayState | None = None  # the watcher's squeue picture
 
     def say(self, message: str) -> None:
         print(f"[sweep] {message}", file=sys.stderr, flush=True)
@@ -136,6 +142,9 @@ class ArrayBase:
         assert self.job_id is not None
         job = job or self.job_id
         res = self.transport.run(ascript.render_array_sacct(job, SACCT_FORMAT), timeout=60)
+        if NO_ACCOUNTING in res.err.decode(errors="replace").lower() and not self.no_accounting:
+            self.no_accounting = res.error_line
+            self.say(f"no accounting ({self.no_accounting}); using squeue's states")
         return res.text.split("@@RC@@=")[0]
 
     def _records(self) -> dict[int, JobRecord]:
@@ -144,5 +153,37 @@ class ArrayBase:
         out: dict[int, JobRecord] = {}
         for job in sorted(set(self.owner.values()) | {self.job_id or ""}):
             recs = parse_array_sacct(self._sacct(job), job)
+            if self.no_accounting:
+                return self._squeue_records()
             out.update({i: r for i, r in recs.items() if self._owner(i) == job})
+        return out
+
+    def _squeue_records(self) -> dict[int, JobRecord]:
+        """Without accounting: each ended task's squeue state and reason, and the exit code and
+        times its script wrote (``.mlops-times`` in its point's dir)."""
+        assert self.layout is not None
+        state = self.live
+        if state is None:
+            return {}
+        ended = sorted(i for i, s in state.states.items() if s in TERMINAL)
+        res = self.transport.run(ascript.render_times(self.layout, ended), timeout=60)
+        times: dict[int, str] = {}
+        current = -1
+        for line in res.text.splitlines():
+            if line.startswith("@@TIMES@@ "):
+                current = int(line.split()[1])
+                times[current] = ""
+            elif current >= 0:
+                times[current] += line + "\n"
+        out: dict[int, JobRecord] = {}
+        for i in ended:
+            rec = fallback_record(
+                f"{self._owner(i)}_{i}",
+                state.states[i],
+                "",
+                fields(times.get(i, "")),
+                self.settings.job.cpus,
+                state.reasons.get(i, ""),
+            )
+            out[i] = dataclasses.replace(rec, batch_done=True)  # as final as it gets
         return out

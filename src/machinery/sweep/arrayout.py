@@ -22,6 +22,8 @@ from machinery.sweep.record import PointResult
 
 TAIL_LINES = 20
 PENDING_REASONS = {"JobArrayTaskLimit", "Priority", "Resources", "BeginTime", "None"}
+# What a state means when Slurm gives no reason: sacct's Reason of a preempted task is None.
+NO_REASON = {"PREEMPTED": "preempted by a higher-priority job; a rerun submits it again"}
 
 
 class Collecting(ArrayBase):
@@ -52,7 +54,8 @@ class Collecting(ArrayBase):
                         rec.total_cpu_s, rec.elapsed_s, rec.alloc_cpus
                     )
             if st != "COMPLETED" and result.reason in ("", "NonZeroExitCode"):
-                result.reason = f"exit code {result.exit_code}" if result.exit_code else st
+                why = f"exit code {result.exit_code}" if result.exit_code else ""
+                result.reason = NO_REASON.get(st) or why or st
             results.append(result)
         ok = [r for r in results if r.state == "COMPLETED"]
         failed = [r for r in results if r.state != "COMPLETED"]
@@ -167,6 +170,7 @@ class Collecting(ArrayBase):
                     identity=f"{self.key}_{index}",
                     reattached=self.reattached,
                     timings={},
+                    accounting_error=self.no_accounting or None,
                 ).write(where)
 
     def _tails(self, failed: list[PointResult]) -> None:

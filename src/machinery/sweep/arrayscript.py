@@ -120,6 +120,18 @@ def render_array_sacct(job_id: str, fmt: str) -> str:
     )
 
 
+def render_times(layout: Layout, indexes: list[int]) -> str:
+    """Each task's ``.mlops-times`` (its start, end and exit code), for a cluster without
+    accounting."""
+    return (
+        "".join(
+            f"echo '@@TIMES@@ {i}'; cat {q(point_dir(layout, i) + '/' + TIMES_NAME)} 2>/dev/null;"
+            for i in indexes
+        )
+        + "true"
+    )
+
+
 def render_tails(layout: Layout, indexes: list[int], lines: int) -> str:
     return "".join(
         f"echo '@@TAIL@@ {i}'; tail -n {lines} {q(point_dir(layout, i) + '/job.log')} 2>/dev/null;"

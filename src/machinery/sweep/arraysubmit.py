@@ -41,10 +41,11 @@ class Submitting(ArrayBase):
         self.reattached = True
         self.say(f"reattaching to array {self.job_id} (identity {self.key})")
 
-    def _survey(self) -> list[int]:
+    def _survey(self) -> dict[int, str]:
         """Each point's latest task's state, over every array of this identity; returns the
-        points to submit again: those not COMPLETED once every task has ended (as a single
-        offload replaces a job that ended FAILED, PREEMPTED, ...), none while any still runs."""
+        points to submit again, with their state: those not COMPLETED once every task has ended
+        (as a single offload replaces a job that ended FAILED, PREEMPTED, ...), none while any
+        still runs."""
         assert self.layout is not None and self.job_id is not None
         n = len(self.request.points)
         self.history = self.transport.run(resubmit.render_history(self.layout), timeout=60).text
@@ -59,13 +60,13 @@ class Submitting(ArrayBase):
         # Resubmit only on a full, final picture: a task still running is watched (a later
         # rerun replaces it if it fails), and a silent controller must not resubmit the grid.
         if len(states) < n or any(s not in TERMINAL for s in states.values()):
-            return []
-        return [i for i in range(n) if states[i] != "COMPLETED"]
+            return {}
+        return {i: states[i] for i in range(n) if states[i] != "COMPLETED"}
 
-    def _resubmit(self, redo: list[int]) -> None:
+    def _resubmit(self, redo: dict[int, str]) -> None:
         assert self.layout is not None and self.job_id is not None
         old, n, k = self.job_id, len(self.request.points), self.request.max_parallel
-        cmd = resubmit.render_resubmit(self.layout, old, redo, n, k, self._made())
+        cmd = resubmit.render_resubmit(self.layout, old, sorted(redo), n, k, self._made())
         res = self.transport.run(cmd, timeout=120)
         if res.rc == 3:
             why = res.error_line.removeprefix("sbatch: error: ")
@@ -78,11 +79,12 @@ class Submitting(ArrayBase):
             self.say(f"attached to array {self.job_id} submitted by a concurrent run")
             return
         self.job_id, self.resubmitted = info["submitted"], sorted(redo)
-        names = ", ".join(self.request.points[i].name for i in self.resubmitted)
+        # Each point with its state, as a single offload says "ended PREEMPTED".
+        names = ", ".join(f"{self.request.points[i].name}: {redo[i]}" for i in self.resubmitted)
         self.say(
             f"array {old} of this identity ended with {len(redo)} of {n} point(s) not "
             f"completed ({names}); submitted array {self.job_id} over them "
-            f"(--array={resubmit.spec(redo)}%{k}, identity {self.key})"
+            f"(--array={resubmit.spec(self.resubmitted)}%{k}, identity {self.key})"
         )
 
     def script_text(self, layout: script.Layout, venv: str | None) -> str:

@@ -16,6 +16,7 @@ class Watching(Collecting):
     def _watch(self) -> tuple[ArrayState, dict[int, JobRecord]]:
         state = ArrayState(len(self.request.points))
         state.states.update(self.earlier)  # the points an earlier array finished
+        self.live = state
         last = ""
         t0 = time.monotonic()
         while True:

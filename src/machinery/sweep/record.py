@@ -49,6 +49,9 @@ class SweepRecord:
     job_id: str | None = None  # the array's job id
     reattached: bool = False
     resubmitted: list[int] = field(default_factory=list)  # points this run submitted again
+    # Every array of this identity, oldest first: {"job_id": "8", "array": "0-5"}, then
+    # {"job_id": "12", "array": "1,4"} after a rerun resubmitted two points.
+    arrays: list[dict[str, str]] = field(default_factory=list)
     wall_s: float | None = None  # first submit (or start here) to the last point's end
     alloc_cpu_s: float | None = None  # Σ AllocCPUS × Elapsed over the tasks
     total_cpu_s: float | None = None  # Σ TotalCPU over the tasks

@@ -35,6 +35,12 @@ def owners(history: str, current: str, points: int) -> dict[int, str]:
     return owner
 
 
+def arrays(history: str, current: str, points: int) -> list[tuple[str, str]]:
+    """Every array of this identity, oldest first, with its ``--array`` list (its %K aside)."""
+    lines = [ln.strip().partition(" ") for ln in history.splitlines()]
+    return [(job, idx) for job, _, idx in lines if job and idx] or [(current, f"0-{points - 1}")]
+
+
 def submissions(history: str, points: int) -> dict[int, int]:
     """Point index → how many arrays ran it (1 without a history)."""
     counts = {i: 0 for i in range(points)}

@@ -58,6 +58,10 @@ def render_section(root: Path, record: SweepRecord) -> str:
         if record.job_id
         else f"here, at most {record.max_parallel} at a time"
     )
+    if len(record.arrays) > 1:
+        how = "Slurm arrays " + ", then ".join(
+            f"{code(a['job_id'])} ({code('--array=' + a['array'])})" for a in record.arrays
+        )
     lines = [f"### Sweep: {n} points of {text(', '.join(record.stages))}", ""]
     facts = [how]
     if record.wall_s is not None:
@@ -71,6 +75,11 @@ def render_section(root: Path, record: SweepRecord) -> str:
         better = {"higher": "higher is better", "lower": "lower is better"}.get(way, "")
         facts.append(f"ranked by {code(metric)}" + (f" ({better})" if better else ""))
     lines += [" · ".join(facts), ""]
+    rerun = [p for p in record.points if p.resubmits]
+    if rerun:
+        # A reviewer sees that the results come from more than one array, and which ones.
+        tasks = ", ".join(f"{text(p.name)} ({code(str(p.task_id))})" for p in rerun)
+        lines += [f"Rerun in a later array (an earlier task did not complete): {tasks}", ""]
     if points:
         header = ["", "experiment", *(text(k) for k in keys), *(text(m) for m in metrics)]
         columns = [[p.params.get(k) for p in points] for k in keys]
