@@ -64,7 +64,10 @@ def test_a_crashed_runs_lease_expires_and_cancel_works_again(
     rerun = project.start(env)
     seen_rerun: list[str] = []
     wait_for_line(seen_rerun, "reattaching to job", rerun, timeout=60)
-    time.sleep(1.5)  # the crashed run's heartbeat is now older than the TTL
+    # The crashed run's heartbeat is now older than the TTL: the cancel's cut-off is whole
+    # seconds (`date +%s` - TTL), so a touch up to 2 s old can still count as live, and a poll
+    # the crashed run had in flight on the login node may have touched it after the kill.
+    time.sleep(3)
     rerun.send_signal(signal.SIGTERM)
     _, err = rerun.communicate(timeout=60)
     err = "".join(seen_rerun) + err
