@@ -10,7 +10,8 @@ that machinery was about as much time as the endpoint's own work, and it was the
 hand-written FastAPI app, which pays it too but does far less besides (docs/service.md,
 "Benchmark"). So these routes are matched here and their endpoint awaited directly; an
 ``HTTPException`` becomes FastAPI's own error answer (``http_exception_handler``), anything else
-propagates as before (the metrics count it, ``ServerErrorMiddleware`` answers 500).
+propagates (the metrics count a 500, uvicorn logs it and answers 500: the service's middlewares
+sit outside Starlette's ``ServerErrorMiddleware``, ``service.main.ServiceApp``).
 
 The routes stay on the app as they were: the OpenAPI spec, and every request this does not
 take (another method: 405, a trailing slash: 307), still go through FastAPI. An endpoint that
