@@ -28,8 +28,9 @@ def release(transport: Transport, layout: Layout | None, job_id: str | None, don
 
 def cancel(
     transport: Transport,
-    layout: Layout,
+    layout: Layout | None,
     job_id: str | None,
+    finished: bool,
     lease_ttl: float,
     say: Callable[[str], None],
     *,
@@ -37,7 +38,13 @@ def cancel(
     cancelled: str,
 ) -> None:
     """Cancel the job (``noun``: "job" or "array") unless other runs hold it; ``cancelled`` is
-    what the user is told when it was."""
+    what the user is told when it was. Nothing to do before staging began (no ``layout``) or
+    once the job has ended (``finished``)."""
+    if layout is None:
+        return
+    if finished:
+        say(f"{noun} {job_id} had already ended: nothing to cancel")
+        return
     what = f"{noun} {job_id}" if job_id else "the submission"
     if hasattr(transport, "reconnect_timeout"):
         transport.reconnect_timeout = min(transport.reconnect_timeout, CANCEL_RECONNECT_S)

@@ -353,15 +353,11 @@ class Offload:
         lease.release(self.transport, self.layout, self.job_id, self.job_done)
 
     def _cancel(self) -> None:
-        if self.layout is None:
-            return
-        if self.job_done:
-            self.say(f"job {self.job_id} had already ended: nothing to cancel")
-            return
         lease.cancel(
             self.transport,
             self.layout,
             self.job_id,
+            self.job_done,
             self.settings.lease_ttl,
             self.say,
             noun="job",

@@ -101,15 +101,11 @@ class ArraySweep(Submitting, Watching):
         lease.release(self.transport, self.layout, self.job_id, self.finished)
 
     def _cancel(self) -> None:
-        if self.layout is None:
-            return
-        if self.finished:
-            self.say(f"array {self.job_id} had already ended: nothing to cancel")
-            return
         lease.cancel(
             self.transport,
             self.layout,
             self.job_id,
+            self.finished,
             self.settings.lease_ttl,
             self.say,
             noun="array",
