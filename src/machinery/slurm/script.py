@@ -166,17 +166,24 @@ def render_job_script(
         lines.append(f"source {q(venv + '/bin/activate')}")
     # Start and end as the node saw them (the offload's overhead breakdown needs more than
     # sacct's whole seconds), the attempt, and the exit code for clusters without sacct.
-    lines += [
+    lines += timed([command])
+    return "\n".join(lines) + "\n"
+
+
+def timed(body: list[str]) -> list[str]:
+    """``body`` between the lines that write ``TIMES_NAME`` (start, attempt, end, exit code:
+    what ``remote.render_accounting`` reads back), exiting with the body's code. The same file
+    for a single job and every task of a sweep's array."""
+    return [
         f'echo "start=$(date +%s.%N)" > {TIMES_NAME}',
         f'echo "restarts=${{SLURM_RESTART_COUNT:-0}}" >> {TIMES_NAME}',
         "set +e",
-        command,
+        *body,
         "rc=$?",
         f'echo "end=$(date +%s.%N)" >> {TIMES_NAME}',
         f'echo "rc=$rc" >> {TIMES_NAME}',
         "exit $rc",
     ]
-    return "\n".join(lines) + "\n"
 
 
 def render_prune(layout: Layout, days: float) -> str:

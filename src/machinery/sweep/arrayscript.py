@@ -14,6 +14,7 @@ from machinery.slurm.script import (
     Layout,
     q,
     resource_options,
+    timed,
 )
 from machinery.slurm.settings import SlurmSettings
 
@@ -84,22 +85,10 @@ def render_array_script(
     ]
     if venv is not None:
         lines.append(f"source {q(venv + '/bin/activate')}")
-    lines += [
-        f'echo "start=$(date +%s.%N)" > {TIMES_NAME}',
-        f'echo "restarts=${{SLURM_RESTART_COUNT:-0}}" >> {TIMES_NAME}',
-        "set +e",
-        "(",
-        "  set -e",
-    ]
+    body = ["(", "  set -e"]
     for name, cmd in commands:
-        lines += [f"  echo {q(f'[sweep] stage {name}: {cmd}')}", f"  {cmd}"]
-    lines += [
-        ")",
-        "rc=$?",
-        f'echo "end=$(date +%s.%N)" >> {TIMES_NAME}',
-        f'echo "rc=$rc" >> {TIMES_NAME}',
-        "exit $rc",
-    ]
+        body += [f"  echo {q(f'[sweep] stage {name}: {cmd}')}", f"  {cmd}"]
+    lines += timed([*body, ")"])
     return "\n".join(lines) + "\n"
 
 
