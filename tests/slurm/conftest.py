@@ -92,6 +92,17 @@ class Cluster:
     def job_state(self, job_id: str) -> str:
         return self.slurm("squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T").strip()
 
+    def requeue_now(self, job_id: str) -> None:
+        """``scontrol requeue`` a running job (or array task), then let it start again soon."""
+        self.slurm("scontrol", "requeue", job_id)
+        deadline = time.monotonic() + 30
+        while self.job_state(job_id) != "PENDING" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # Slurm holds a requeued job back ~2 minutes (BeginTime) so that the first attempt's job
+        # credential, revoked by the requeue, cannot start it; a few seconds are enough here.
+        time.sleep(2.5)
+        self.slurm("scontrol", "update", f"jobid={job_id}", "StartTime=now")
+
 
 _SHARED: list[Cluster] = []  # one cluster per process, however many modules use the fixture
 _USERS = [0]

@@ -50,14 +50,7 @@ def test_a_requeued_job_keeps_its_whole_log_and_counts_the_restart(
     wait_for_line(seen, "RUNNING", proc, timeout=60)
     job_id = next(ln for ln in seen if "submitted job" in ln).split("submitted job ")[1].split()[0]
     time.sleep(1.5)
-    cluster.slurm("scontrol", "requeue", job_id)
-    deadline = time.monotonic() + 30
-    while cluster.job_state(job_id) != "PENDING" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    # Slurm holds a requeued job back ~2 minutes (BeginTime) so that the first attempt's job
-    # credential, revoked by the requeue, cannot start it; a few seconds are enough here.
-    time.sleep(2.5)
-    cluster.slurm("scontrol", "update", f"jobid={job_id}", "StartTime=now")
+    cluster.requeue_now(job_id)
     out, err = proc.communicate(timeout=120)
     err = "".join(seen) + err
     assert proc.returncode == 0, err

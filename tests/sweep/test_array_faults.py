@@ -82,13 +82,7 @@ def test_a_requeued_task_runs_again_and_its_point_completes(
         run.wait_for("submitted array")
         run.wait_for("2 running")
         task = f"{run.job}_1"
-        cluster.slurm("scontrol", "requeue", task)
-        deadline = time.monotonic() + 30
-        while cluster.job_state(task) != "PENDING" and time.monotonic() < deadline:
-            time.sleep(0.1)
-        # Slurm holds a requeued job back (BeginTime) for ~2 minutes; a few seconds do here.
-        time.sleep(2.5)
-        cluster.slurm("scontrol", "update", f"jobid={task}", "StartTime=now")
+        cluster.requeue_now(task)
         rc, err = run.finish(timeout=180)
     assert rc == 0, err
     assert f"task {task} requeued" in err
