@@ -18,7 +18,7 @@ from machinery.registry.errors import AliasNotFound
 from machinery.registry.registry import Registry
 from tests.support.fixture_models import SIDE
 from tests.support.s3 import S3Server, use_s3_env
-from tests.support.workspace import assert_one_line_error
+from tests.support.workspace import GIT_IDENTITY, assert_one_line_error
 
 pytestmark = [pytest.mark.integration]
 
@@ -83,10 +83,7 @@ def test_new_rows_under_the_imported_prefix_retrain_and_publish_to_staging(
         "MLOPS_REGISTRY_URL": f"s3://{bucket}/registry",
         "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)]),
         "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
-        "GIT_AUTHOR_NAME": "test",
-        "GIT_AUTHOR_EMAIL": "test@example.invalid",
-        "GIT_COMMITTER_NAME": "test",
-        "GIT_COMMITTER_EMAIL": "test@example.invalid",
+        **GIT_IDENTITY,
     }
     project = Project(path, env)
     project.run("git", "init", "-q", "-b", "main")

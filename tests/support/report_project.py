@@ -23,6 +23,7 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner, Result
 
 from tests.support.fixture_models import build_fixture_model
+from tests.support.workspace import GIT_IDENTITY
 
 LABELS = ["low", "mid", "high"]
 BASE_METRICS = {"accuracy": 0.98, "log_loss": 0.31, "n_test": 120, "fit_s": 2.5}
@@ -73,10 +74,7 @@ def env() -> dict[str, str]:
     out.update(
         PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         DVC_NO_ANALYTICS="1",
-        GIT_AUTHOR_NAME="test",
-        GIT_AUTHOR_EMAIL="test@example.invalid",
-        GIT_COMMITTER_NAME="test",
-        GIT_COMMITTER_EMAIL="test@example.invalid",
+        **GIT_IDENTITY,
     )
     return out
 

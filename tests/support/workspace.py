@@ -15,6 +15,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
+# Who commits in a test's repository (git refuses to commit without a name and an e-mail).
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+}
 
 
 def venv_stamp(venv: Path) -> Path:
@@ -63,12 +70,7 @@ class Workspace:
         # This copy's code, not the editable install's, is what the stages import.
         env["PYTHONPATH"] = os.pathsep.join([str(self.path / "src"), str(self.path)])
         env["PATH"] = os.pathsep.join([str(VENV_BIN), env.get("PATH", "")])
-        env.update(
-            GIT_AUTHOR_NAME="test",
-            GIT_AUTHOR_EMAIL="test@example.invalid",
-            GIT_COMMITTER_NAME="test",
-            GIT_COMMITTER_EMAIL="test@example.invalid",
-        )
+        env.update(GIT_IDENTITY)
         return env
 
     def run(

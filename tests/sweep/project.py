@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from tests.support.workspace import GIT_IDENTITY
+
 HERE = Path(__file__).resolve().parent
 MLOPS = str(Path(sys.executable).parent / "mlops")
 VENV_BIN = str(Path(sys.executable).parent)
@@ -61,12 +63,7 @@ class SweepProject:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_SLURM_")}
         env["PATH"] = os.pathsep.join([VENV_BIN, env.get("PATH", "")])
-        env.update(
-            GIT_AUTHOR_NAME="test",
-            GIT_AUTHOR_EMAIL="test@example.invalid",
-            GIT_COMMITTER_NAME="test",
-            GIT_COMMITTER_EMAIL="test@example.invalid",
-        )
+        env.update(GIT_IDENTITY)
         return env
 
     def run(
